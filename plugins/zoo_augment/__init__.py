@@ -1,0 +1,1 @@
+"""Built-in albumentations pipelines of the seed systems."""

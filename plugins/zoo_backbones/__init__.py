@@ -1,0 +1,1 @@
+"""Built-in backbones: timm CNNs, DOLG-EfficientNet, Hybrid EfficientNet-Swin, OpenCLIP ViT towers."""

@@ -1,0 +1,1 @@
+"""Built-in converters from the upstream checkpoint layouts to zoo's modules."""

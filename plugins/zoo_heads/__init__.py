@@ -1,0 +1,1 @@
+"""Built-in classification heads: ArcMarginProduct, sub-center ArcMarginProduct, linear."""

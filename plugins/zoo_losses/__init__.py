@@ -1,0 +1,1 @@
+"""Built-in losses: ArcFace with dynamic or epoch-scheduled margins, cross-entropy."""

@@ -1,0 +1,1 @@
+"""Built-in metrics: GAP, mAP@k, mP@k, recall@k."""

@@ -1,0 +1,1 @@
+"""Built-in optimizers, param-group policies and learning-rate schedules."""

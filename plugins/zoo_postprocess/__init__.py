@@ -1,0 +1,1 @@
+"""Built-in post-processors, ensemble combiners and detector interfaces of the seed systems."""

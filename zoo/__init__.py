@@ -1,0 +1,67 @@
+"""zoo: a plugin-based model zoo for instance-level image recognition and retrieval.
+
+Public API (registry names everywhere; plugins are discovered through the ``zoo.plugins`` entry
+points the first time one of these is called)::
+
+    zoo.list_recipes("glr2021*")
+    zoo.get_recipe("glr2020-3rd-effnet-b5", overrides=["train.lr=1e-4"])
+    zoo.list_components("backbone")
+    model = zoo.create_model("default", pretrained=True)
+    zoo.plugins.report()
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+from zoo import plugins
+from zoo.hookspecs import hookimpl
+from zoo.recipes import get_recipe, list_recipes
+from zoo.registry import (
+    DuplicateComponentError,
+    Registry,
+    UnknownComponentError,
+    ZooError,
+)
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+    from torch import nn
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DuplicateComponentError",
+    "Registry",
+    "UnknownComponentError",
+    "ZooError",
+    "create_model",
+    "get_recipe",
+    "hookimpl",
+    "list_components",
+    "list_recipes",
+    "plugins",
+]
+
+
+def list_components(
+    kind: str | None = None, pattern: str = "*", registry: Registry | None = None
+) -> list[str]:
+    """Registered component names of ``kind`` (all kinds when None) matching ``pattern``."""
+    return (registry or plugins.get_registry()).names(kind, pattern)
+
+
+def create_model(
+    recipe: "str | DictConfig",
+    *,
+    pretrained: bool = False,
+    checkpoint: Any = None,
+    overrides: Iterable[str] = (),
+    registry: Registry | None = None,
+) -> "nn.Module":
+    """Build a recipe's model. See :func:`zoo.assembly.create_model`."""
+    from zoo.assembly import create_model as _create
+
+    return _create(
+        recipe, pretrained=pretrained, checkpoint=checkpoint, overrides=overrides, registry=registry
+    )

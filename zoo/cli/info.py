@@ -1,0 +1,30 @@
+"""Show a recipe's resolved config (after ``extends`` and overrides) and its override keys."""
+
+from __future__ import annotations
+
+import argparse
+
+COMMAND = "info"
+HELP = "show a recipe's resolved config and override keys"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe name (see: zoo recipes)")
+    p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. model.head.num_classes=10")
+    p.add_argument("--keys", action="store_true", help="print only the override keys")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from zoo.recipes import flat_keys, get_recipe
+
+    cfg = get_recipe(args.recipe, args.overrides)
+    keys = flat_keys(cfg)
+    if not args.keys:
+        print(OmegaConf.to_yaml(cfg, resolve=True).rstrip())
+        print("\n# override keys (key=value; +key=value adds a key):")
+    for key in keys:
+        print(key if args.keys else f"#   {key}")
+    return 0
