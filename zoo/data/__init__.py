@@ -1,0 +1,1 @@
+"""Data access shared by training and inference: image decoding, image lists, atomic files."""
