@@ -39,9 +39,17 @@ def _registry(registry: Registry | None) -> Registry:
 
 
 def list_recipes(pattern: str = "*", registry: Registry | None = None) -> list[str]:
-    """Recipe names matching an fnmatch ``pattern``, naturally sorted."""
+    """Recipe names matching an fnmatch ``pattern``, naturally sorted.
+
+    Names starting with ``_`` are base recipes (shared sections that others ``extends``); they are
+    listed only when the pattern itself starts with ``_``.
+    """
     names = _registry(registry).recipe_files
-    return sorted((n for n in names if fnmatch.fnmatchcase(n, pattern)), key=natural_key)
+    hidden = not pattern.startswith("_")
+    return sorted(
+        (n for n in names if fnmatch.fnmatchcase(n, pattern) and not (hidden and n.startswith("_"))),
+        key=natural_key,
+    )
 
 
 def recipe_path(name: str, registry: Registry | None = None) -> Path:
