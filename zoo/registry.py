@@ -182,7 +182,7 @@ class Registry:
         msg += f" List them with: zoo components {kind}"
         raise UnknownComponentError(msg)
 
-    def create(self, kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
+    def create(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
         return self.get(kind, name).create(*args, **kwargs)
 
     def failed_plugins_hint(self) -> str:
