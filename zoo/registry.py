@@ -177,7 +177,7 @@ class Registry:
         if hints:
             msg += f" Close matches: {', '.join(hints)}."
         else:
-            msg += f" Registered {kind}s: {', '.join(sorted(table, key=natural_key)) or 'none'}."
+            msg += f" Registered ({kind}): {', '.join(sorted(table, key=natural_key)) or 'none'}."
         msg += self.failed_plugins_hint()
         msg += f" List them with: zoo components {kind}"
         raise UnknownComponentError(msg)
