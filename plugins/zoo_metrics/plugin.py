@@ -1,0 +1,60 @@
+"""Built-in metrics: GAP (with and without non-landmark queries), mAP@k, mP@k, recall@k.
+
+Metric contract (kind ``metric``): ``registry.create("metric", name, **cfg)`` returns a plain callable
+returning a ``float``. ``entry.meta["input"]`` says which:
+
+* ``"recognition"``: ``metric(pred_labels int Q, confidences float Q, true_labels)`` where
+  ``true_labels`` is ``int Q`` / padded ``int Q x T`` / list of lists, ``-1``/empty = non-landmark.
+* ``"ranking"``: ``metric(ranked int Q x K, relevant)`` with ``-1`` padding (or lists of lists).
+
+The same functions are importable: ``zoo_metrics.gap.gap``, ``zoo_metrics.ranking.map_at_k`` /
+``mp_at_k`` / ``recall_at_k`` (see those modules for the exact definitions and seed sources).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from zoo import hookimpl
+from zoo_metrics.gap import make_gap
+from zoo_metrics.ranking import map_at_k, mp_at_k, recall_at_k
+
+
+def _ranking_factory(fn: Callable[..., float], default_k: int) -> Callable[..., Callable[..., float]]:
+    def factory(k: int = default_k, skip_empty: bool = True) -> Callable[..., float]:
+        metric = functools.partial(fn, k=int(k), skip_empty=bool(skip_empty))
+        functools.update_wrapper(metric, fn)
+        return metric
+
+    factory.__doc__ = fn.__doc__
+    return factory
+
+
+@hookimpl
+def zoo_register_metrics(registrar: Any) -> None:
+    registrar.add(
+        "gap", make_gap,
+        description="Global Average Precision, non-landmark queries counted (Kaggle GLR; GLR2020 3rd util.py)",
+        input="recognition", test_kwargs={},
+    )
+    registrar.add(
+        "gap_landmarks_only", functools.partial(make_gap, ignore_non_landmarks=True),
+        description="GAP ignoring queries whose truth is non-landmark (Henkel & Singer 2020 ignore_non_landmarks)",
+        input="recognition", test_kwargs={},
+    )
+    registrar.add(
+        "map_at_k", _ranking_factory(map_at_k, 100),
+        description="mean Average Precision@k (GLR retrieval mAP@100; k defaults to 100)",
+        input="ranking", test_kwargs={"k": 10},
+    )
+    registrar.add(
+        "mp_at_k", _ranking_factory(mp_at_k, 5),
+        description="mean Precision@k over min(#relevant, k) positions (GUIE 2022 mP@5; k defaults to 5)",
+        input="ranking", test_kwargs={},
+    )
+    registrar.add(
+        "recall_at_k", _ranking_factory(recall_at_k, 1),
+        description="Recall@k: fraction of queries with a relevant id in the top k (k defaults to 1)",
+        input="ranking", test_kwargs={"k": 5},
+    )
