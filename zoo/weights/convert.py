@@ -108,6 +108,14 @@ def convert_checkpoint(
     mapped = converter.factory(state, cfg)
     model = build_model(cfg, reg)
     own = model.state_dict()
+    from_recipe: list[str] = []
+    if converter.meta.get("target") == "backbone":
+        # backbone-only weights (e.g. ImageNet): placed on model.backbone, the rest keeps the recipe's init
+        from zoo.weights.loading import place_backbone_state
+
+        placed = place_backbone_state(model, mapped, f"{src} as {layout} for {recipe}", drop=("classifier.*",))
+        from_recipe = sorted(set(own) - set(placed))
+        mapped = {**{k: v for k, v in own.items() if k not in placed}, **placed}
     check_fit(mapped, own, f"{src} as {layout} for {recipe}")
     tensors = {k: mapped[k].detach().to(own[k].dtype).clone().contiguous() for k in own}
     meta = {
@@ -118,6 +126,8 @@ def convert_checkpoint(
         "source_file": Path(src).name,
         "source_sha256": sha256_file(src),
     }
+    if from_recipe:
+        meta["initialised_by_recipe"] = json.dumps(from_recipe)
     save_safetensors(out, tensors, meta)
     log.info("wrote %s (%d tensors)", out, len(tensors))
     return Path(out)

@@ -1,0 +1,60 @@
+"""Export a recipe as a self-contained model: uint8 RGB ``B x 3 x H x W`` in, L2-normalised descriptor out.
+
+Weights: ``--checkpoint F`` (a zoo safetensors file), else the recipe's default weights from the
+manifest (``--random-init`` for an untrained smoke export). The export resizes to the recipe's
+``image_size`` (square; ``--image-size`` to change it), normalises with the recipe's mean/std and is
+checked against the eager model on real photos before it is written (TorchScript is the GUIE
+submission format; GUIE recipes must give <= 64-d descriptors).
+
+  zoo export default --format torchscript --out default.pt
+  zoo export guie2022-2nd-vith14-64d --checkpoint guie.safetensors --format torchscript --out submission.pt
+  zoo export default --format onnx --out default.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+
+COMMAND = "export"
+HELP = "export a recipe to TorchScript or ONNX (uint8 images -> L2-normalised descriptor), verified on real photos"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    from zoo.export import FORMATS
+
+    p.add_argument("recipe", help="recipe name (see: zoo recipes)")
+    p.add_argument("--checkpoint", default=None, help="zoo .safetensors checkpoint (default: the manifest's weights)")
+    p.add_argument("--format", dest="fmt", choices=FORMATS, default="torchscript", help="default: torchscript")
+    p.add_argument("--out", required=True, help="output file (written atomically after the parity check)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="recipe override (repeatable)")
+    p.add_argument("--image-size", type=int, default=None, help="network input size (default: the recipe's)")
+    p.add_argument("--max-dim", type=int, default=None, help="refuse descriptors wider than this (GUIE recipes: 64)")
+    p.add_argument("--photos", nargs="+", default=None, help="photos for the parity check (default: skimage/sklearn samples)")
+    p.add_argument("--random-init", action="store_true", help="no weights at all (smoke exports only)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoo.export import export_model
+
+    if args.random_init and args.checkpoint:
+        from zoo.export import ExportError
+
+        raise ExportError("--random-init and --checkpoint exclude each other")
+    result = export_model(
+        args.recipe,
+        args.out,
+        fmt=args.fmt,
+        checkpoint=args.checkpoint,
+        pretrained=not args.random_init,
+        overrides=args.overrides,
+        image_size=args.image_size,
+        max_dim=args.max_dim,
+        photos=args.photos,
+    )
+    print(
+        f"wrote {result.path} ({result.format}, uint8 Bx3xHxW -> {result.embedding_dim}-d, input resized to "
+        f"{result.image_size}x{result.image_size}); parity with the eager model: {result.parity.summary()}"
+    )
+    return 0

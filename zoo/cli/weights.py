@@ -1,0 +1,150 @@
+"""Released weights: list, fetch, verify, mirror for offline machines, convert upstream checkpoints.
+
+  zoo weights list 'tf_efficientnet*' --long
+  zoo weights fetch tf_efficientnet_lite0.in1k --to ./weights
+  zoo weights verify --all
+  zoo weights export-mirror /mnt/zoo-mirror        # then elsewhere: ZOO_WEIGHTS_MIRROR=/mnt/zoo-mirror ZOO_OFFLINE=1
+  zoo weights convert b7.pth --from glr2020-3rd --recipe glr2020-3rd-effnet-b7 --out b7.safetensors
+
+Resolution order: explicit file -> ZOO_WEIGHTS_MIRROR -> cache (ZOO_CACHE_DIR) -> the entry's sources
+(never the network with ZOO_OFFLINE=1). Every file is checked (size, then sha256) before use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+COMMAND = "weights"
+HELP = "list, fetch, verify, mirror and convert released weights (weights_manifest.yaml)"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="weights_command", metavar="ACTION")
+
+    ls = sub.add_parser("list", help="list weights by fnmatch PATTERN", description="List manifest entries.")
+    ls.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern (default: *)")
+    ls.add_argument("-l", "--long", action="store_true", help="recipe, status, dim, licence and files")
+    ls.add_argument("--verified", action="store_true", help="only weights with hashes (loadable)")
+    ls.add_argument("--json", action="store_true", help="full entries as JSON")
+    ls.set_defaults(func=run_list)
+
+    fe = sub.add_parser("fetch", help="fetch (and verify) the files of NAME", description="Fetch and verify weights.")
+    fe.add_argument("name", help="weights name (see: zoo weights list)")
+    fe.add_argument("--to", default=None, help="also copy the verified files into this folder")
+    fe.add_argument("--file", default=None, help="use this local file (checked against the manifest) instead of searching")
+    fe.set_defaults(func=run_fetch)
+
+    ve = sub.add_parser("verify", help="check local copies (size + sha256) of NAME or --all",
+                        description="Check mirror, cache and package copies against the manifest; nothing is downloaded "
+                                    "unless --fetch. Exit status 1 when a copy is corrupt (or NAME has none).")
+    ve.add_argument("name", nargs="?", default=None, help="weights name")
+    ve.add_argument("--all", action="store_true", help="every entry")
+    ve.add_argument("--fetch", action="store_true", help="fetch missing files first")
+    ve.add_argument("--json", action="store_true", help="machine-readable output")
+    ve.set_defaults(func=run_verify)
+
+    mi = sub.add_parser("export-mirror", help="write a folder other machines use offline (ZOO_WEIGHTS_MIRROR)",
+                        description="Fetch, convert and copy verified weights into DIR with a manifest.")
+    mi.add_argument("dir", help="mirror folder")
+    mi.add_argument("names", nargs="*", help="weights names (default: every verified entry)")
+    mi.set_defaults(func=run_export_mirror)
+
+    co = sub.add_parser("convert", help="convert an upstream .pth into zoo safetensors",
+                        description="Read SRC with torch.load(weights_only=True), map it with the LAYOUT converter "
+                                    "onto RECIPE's model (strict) and write safetensors with provenance metadata.")
+    co.add_argument("src", help="upstream checkpoint (.pth/.pt)")
+    co.add_argument("--from", dest="layout", required=True, help="upstream layout (see: zoo components converter)")
+    co.add_argument("--recipe", required=True, help="recipe the checkpoint belongs to")
+    co.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override (repeatable)")
+    co.add_argument("--out", required=True, help="output .safetensors")
+    co.set_defaults(func=run_convert)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from zoo.cli._output import print_json, print_table
+    from zoo.weights.manifest import load_entries, list_weights
+    from zoo.weights.store import cache_path
+
+    entries = load_entries()
+    names = list_weights(args.pattern, verified_only=args.verified)
+    if args.json:
+        print_json([entries[n].to_dict() for n in names])
+        return 0 if names else 1
+    if not args.long:
+        for n in names:
+            print(n)
+        return 0 if names else 1
+    rows = []
+    for n in names:
+        e = entries[n]
+        cached = all(f.sha256 and cache_path(f.name, f.sha256).is_file() for f in e.files)
+        size = sum(f.size or 0 for f in e.files)
+        rows.append([
+            n, e.recipe + (f" (+{len(e.overrides)} overrides)" if e.overrides else ""),
+            "verified" if e.verified else "unverified", e.embedding_dim or "-",
+            f"{size / 2**20:.1f}M" if size else "-", "yes" if cached else "no", e.license,
+        ])
+    print_table(rows, ["name", "recipe", "status", "dim", "size", "cached", "license"])
+    return 0 if names else 1
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from zoo.weights.manifest import get_weights
+    from zoo.weights.store import fetch_entry
+
+    entry = get_weights(args.name)
+    explicit = None
+    if args.file:
+        if len(entry.files) != 1:
+            from zoo.weights.errors import ManifestError
+
+            raise ManifestError(f"--file needs an entry with one file; '{entry.name}' has {len(entry.files)}")
+        explicit = {entry.files[0].name: args.file}
+    for path in fetch_entry(entry, to=args.to, explicit=explicit):
+        print(path)
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from zoo.cli._output import print_json, print_table
+    from zoo.weights.manifest import get_weights, load_entries
+    from zoo.weights.store import verify_entry
+
+    if bool(args.name) == bool(args.all):
+        print("zoo weights verify: give a NAME or --all", file=sys.stderr)
+        return 2
+    entries = [get_weights(args.name)] if args.name else sorted(load_entries().values(), key=lambda e: e.name)
+    results = [r for e in entries for r in verify_entry(e, fetch=args.fetch)]
+    if args.json:
+        print_json([r.to_dict() for r in results])
+    else:
+        print_table([[r.entry, r.file, r.status, r.path or "-"] for r in results], ["entry", "file", "status", "path"])
+        for r in results:
+            if r.status == "corrupt":
+                print(f"CORRUPT {r.path}: {r.detail}", file=sys.stderr)
+    corrupt = any(r.status == "corrupt" for r in results)
+    missing = args.name is not None and any(r.status in ("missing", "unverified") for r in results)
+    return 1 if corrupt or missing else 0
+
+
+def run_export_mirror(args: argparse.Namespace) -> int:
+    from zoo.weights.mirror import export_mirror
+
+    report = export_mirror(args.dir, args.names or None)
+    for path in report.files:
+        print(path)
+    if report.skipped:
+        print(f"skipped (unverified, public source only): {', '.join(report.skipped)}", file=sys.stderr)
+    print(f"mirror ready: ZOO_WEIGHTS_MIRROR={report.root} ({len(report.entries)} entries)", file=sys.stderr)
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from zoo.weights.convert import convert_checkpoint
+
+    out = convert_checkpoint(args.src, args.layout, args.recipe, args.out, overrides=args.overrides)
+    print(out)
+    return 0

@@ -1,0 +1,33 @@
+"""Errors raised while reading manifests, fetching, verifying and loading weights."""
+
+from __future__ import annotations
+
+from zoo.registry import UnknownComponentError, ZooError
+
+
+class ManifestError(ZooError):
+    """A weights manifest that does not follow the schema; the message names file, entry and field."""
+
+
+class UnknownWeightsError(UnknownComponentError):
+    """A weights name that no manifest lists."""
+
+
+class NoPretrainedWeightsError(ZooError):
+    """``pretrained=True`` for a recipe that no manifest entry belongs to."""
+
+
+class UnverifiedWeightsError(ZooError):
+    """A manifest entry listed with its public source only: no hash, so it is never loaded."""
+
+
+class IntegrityError(ZooError):
+    """A file whose size or sha256 differs from the manifest (truncated, tampered, wrong file)."""
+
+
+class WeightsNotFoundError(ZooError):
+    """No place searched (explicit file, mirror, cache, sources) had a file with the expected hash."""
+
+
+class DownloadError(ZooError):
+    """A source that could not be read (HTTP error, connection lost, missing package file)."""

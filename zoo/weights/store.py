@@ -1,0 +1,425 @@
+"""Finding, downloading, converting and verifying weight files.
+
+Resolution order for each file of a manifest entry:
+
+1. an explicit file given by the caller;
+2. mirror folders (``ZOO_WEIGHTS_MIRROR``, separated by ``os.pathsep``): ``DIR/NAME`` or ``DIR/SHA256/NAME``;
+3. the cache (``ZOO_CACHE_DIR``, default ``<user cache dir>/zoo/weights``): ``CACHE/SHA256/NAME``;
+4. the entry's sources, in order (network sources are skipped with ``ZOO_OFFLINE=1``).
+
+Every candidate is checked (size first, then the full sha256) before it is returned; a file that
+fails is never returned. Downloads stream to ``CACHE/SHA256/NAME.partial`` under an exclusive
+lock (``fcntl``) held for the whole fetch of that file, so two processes fetching the same file
+take turns and the second finds the first one's verified result. A file declared with
+``convert:`` is made from its upstream pickle: the pickle's size and sha256 are checked first,
+then it is read with ``torch.load(weights_only=True)``, mapped by the registered converter,
+written as reproducible safetensors and re-hashed against the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from zoo.registry import Registry
+from zoo.weights.errors import (
+    DownloadError,
+    IntegrityError,
+    UnverifiedWeightsError,
+    WeightsNotFoundError,
+)
+from zoo.weights.manifest import UpstreamFile, WeightFile, WeightsEntry
+from zoo.weights.sources import is_network, local_path, to_url
+
+log = logging.getLogger(__name__)
+
+HASH_CHUNK = 1 << 20
+
+
+def offline() -> bool:
+    """``ZOO_OFFLINE=1``: never touch the network."""
+    return os.environ.get("ZOO_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cache_dir() -> Path:
+    """``ZOO_CACHE_DIR`` or ``<user cache dir>/zoo/weights``."""
+    env = os.environ.get("ZOO_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    try:
+        import platformdirs
+    except ImportError:  # the same places platformdirs picks
+        if sys.platform == "win32":
+            base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "zoo" / "Cache"
+        elif sys.platform == "darwin":
+            base = Path.home() / "Library" / "Caches" / "zoo"
+        else:
+            base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zoo"
+        return base / "weights"
+    return Path(platformdirs.user_cache_dir("zoo")) / "weights"
+
+
+def mirror_dirs() -> list[Path]:
+    """The folders named by ``ZOO_WEIGHTS_MIRROR`` (``os.pathsep``-separated)."""
+    return [Path(p).expanduser() for p in os.environ.get("ZOO_WEIGHTS_MIRROR", "").split(os.pathsep) if p.strip()]
+
+
+def cache_path(name: str, sha256: str) -> Path:
+    return cache_dir() / sha256 / name
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(HASH_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_file(path: Path, size: int | None, sha256: str | None, what: str) -> None:
+    """Raise :class:`IntegrityError` unless ``path`` has exactly ``size`` bytes and ``sha256``."""
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        kind = "truncated" if actual_size < size else "too large"
+        raise IntegrityError(
+            f"{what}: {path} is {kind}: expected {size} bytes, got {actual_size} bytes"
+            + (f" (expected sha256 {sha256})" if sha256 else "")
+        )
+    if sha256 is not None:
+        actual = sha256_of(path)
+        if actual != sha256:
+            raise IntegrityError(
+                f"{what}: {path} has sha256 {actual}, expected {sha256} ({actual_size} bytes); "
+                "the file is tampered or not the one the manifest lists, refused"
+            )
+
+
+@contextlib.contextmanager
+def file_lock(target: Path) -> Iterator[None]:
+    """An exclusive inter-process lock on ``target.lock`` (no-op where ``fcntl`` is missing)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(target.parent / f".{target.name}.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@dataclass
+class Searched:
+    """One place looked at and what was found there (for error messages and ``zoo weights verify``)."""
+
+    place: str
+    outcome: str
+    error: Exception | None = None
+
+    def __str__(self) -> str:
+        return f"{self.place} ({self.outcome})"
+
+
+def _miss(what: str, name: str, sha256: str | None, size: int | None, searched: list[Searched]) -> Exception:
+    places = "\n  - ".join(str(s) for s in searched) or "nowhere (no sources)"
+    integrity = [s.error for s in searched if isinstance(s.error, IntegrityError)]
+    head = f"ZOO_OFFLINE=1 and {what}" if offline() else what
+    msg = (
+        f"{head}: no usable copy of {name} (sha256 {sha256 or 'unknown'}, {size if size is not None else '?'} bytes). "
+        f"Searched:\n  - {places}\n"
+        "Copy the file into a mirror folder (zoo weights export-mirror DIR on a machine that has it) and set "
+        "ZOO_WEIGHTS_MIRROR=DIR" + (", or unset ZOO_OFFLINE." if offline() else ".")
+    )
+    return IntegrityError(msg) if integrity else WeightsNotFoundError(msg)
+
+
+def _from_local_places(
+    name: str, size: int | None, sha256: str, what: str, explicit: Path | None, searched: list[Searched]
+) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise WeightsNotFoundError(f"{what}: the file given, {explicit}, does not exist")
+        check_file(explicit, size, sha256, what)  # an explicit file that does not match is an error
+        return explicit
+    for mirror in mirror_dirs():
+        for cand in (mirror / name, mirror / sha256 / name):
+            if not cand.is_file():
+                searched.append(Searched(f"mirror {cand}", "absent"))
+                continue
+            try:
+                check_file(cand, size, sha256, what)
+            except IntegrityError as exc:
+                log.warning("skipping a bad mirror copy: %s", exc)
+                searched.append(Searched(f"mirror {cand}", f"refused: {exc}", exc))
+                continue
+            return cand
+    return None
+
+
+def _from_cache(name: str, size: int | None, sha256: str, what: str, searched: list[Searched]) -> Path | None:
+    path = cache_path(name, sha256)
+    if not path.is_file():
+        searched.append(Searched(f"cache {path}", "absent"))
+        return None
+    try:
+        check_file(path, size, sha256, what)
+    except IntegrityError as exc:
+        log.warning("removing a bad cached copy: %s", exc)
+        searched.append(Searched(f"cache {path}", f"refused and removed: {exc}", exc))
+        path.unlink(missing_ok=True)
+        return None
+    return path
+
+
+def _from_sources(
+    name: str, size: int | None, sha256: str, sources: tuple[str, ...], what: str, searched: list[Searched]
+) -> Path | None:
+    """Local sources are checked in place; network sources are downloaded into the cache."""
+    target = cache_path(name, sha256)
+    for src in sources:
+        if is_network(src):
+            if offline():
+                searched.append(Searched(f"source {src}", "skipped: ZOO_OFFLINE=1"))
+                continue
+            partial = target.with_name(target.name + ".partial")
+            try:
+                from zoo.weights.http_download import download
+
+                download(to_url(src), partial, size, desc=name)
+                check_file(partial, size, sha256, f"{what} from {src}")
+            except IntegrityError as exc:
+                partial.unlink(missing_ok=True)  # a wrong file must not be resumed
+                searched.append(Searched(f"source {src}", f"refused: {exc}", exc))
+                continue
+            except DownloadError as exc:
+                searched.append(Searched(f"source {src}", f"failed: {exc}", exc))
+                continue
+            os.replace(partial, target)
+            log.info("fetched %s from %s into %s", name, src, target)
+            return target
+        try:
+            path = local_path(src)
+        except DownloadError as exc:
+            searched.append(Searched(f"source {src}", f"failed: {exc}", exc))
+            continue
+        if not path.is_file():
+            searched.append(Searched(f"source {src} ({path})", "absent"))
+            continue
+        try:
+            check_file(path, size, sha256, f"{what} from {src}")
+        except IntegrityError as exc:
+            searched.append(Searched(f"source {src}", f"refused: {exc}", exc))
+            continue
+        return path
+    return None
+
+
+def fetch_upstream(up: UpstreamFile, what: str) -> Path:
+    """A verified local copy of an upstream pickle (mirror, cache, then its sources)."""
+    if up.sha256 is None:
+        raise UnverifiedWeightsError(f"{what}: no sha256 in the manifest, so it is never read")
+    searched: list[Searched] = []
+    found = _from_local_places(up.name, up.size, up.sha256, what, None, searched)
+    if found is not None:
+        return found
+    target = cache_path(up.name, up.sha256)
+    with file_lock(target):
+        found = _from_cache(up.name, up.size, up.sha256, what, searched)
+        found = found or _from_sources(up.name, up.size, up.sha256, up.sources, what, searched)
+    if found is None:
+        raise _miss(what, up.name, up.sha256, up.size, searched)
+    return found
+
+
+def fetch_file(
+    wf: WeightFile,
+    entry: WeightsEntry,
+    *,
+    explicit: str | Path | None = None,
+    registry: Registry | None = None,
+) -> Path:
+    """A verified local path of one weights file (see the module docstring for the order)."""
+    what = f"weights '{entry.name}' file {wf.name}"
+    if not entry.verified or wf.sha256 is None:
+        raise UnverifiedWeightsError(
+            f"weights '{entry.name}' are listed from their public source only ({entry.source_page}) with no "
+            "sha256 in the manifest, so zoo never loads them. Download and check them yourself, convert them "
+            "with: zoo weights convert SRC --from LAYOUT --recipe RECIPE --out DST.safetensors, and pass "
+            "checkpoint=DST.safetensors"
+        )
+    searched: list[Searched] = []
+    found = _from_local_places(wf.name, wf.size, wf.sha256, what, Path(explicit) if explicit else None, searched)
+    if found is not None:
+        return found
+    target = cache_path(wf.name, wf.sha256)
+    with file_lock(target):
+        found = _from_cache(wf.name, wf.size, wf.sha256, what, searched)
+        if found is None and wf.sources:
+            found = _from_sources(wf.name, wf.size, wf.sha256, wf.sources, what, searched)
+        if found is None and wf.upstream is not None:
+            try:
+                found = _convert_upstream(wf, entry, target, registry)
+            except (WeightsNotFoundError, IntegrityError) as exc:
+                searched.append(Searched(f"conversion from {wf.upstream.name}", f"failed: {exc}", exc))
+    if found is None:
+        raise _miss(what, wf.name, wf.sha256, wf.size, searched)
+    return found
+
+
+def _convert_upstream(wf: WeightFile, entry: WeightsEntry, target: Path, registry: Registry | None) -> Path:
+    from zoo.plugins import get_registry
+    from zoo.weights.convert import read_upstream_checkpoint
+    from zoo.weights.safetensors_io import serialize
+    from zoo.atomic import write_bytes
+
+    assert wf.upstream is not None and wf.converter is not None
+    reg = registry or get_registry()
+    converter = reg.get("converter", wf.converter)
+    src = fetch_upstream(wf.upstream, f"weights '{entry.name}' upstream file {wf.upstream.name}")
+    state = read_upstream_checkpoint(src)  # size and sha256 were checked before this unpickling
+    cfg = _recipe_cfg(entry, reg)
+    mapped = converter.factory(state, cfg)
+    meta = {
+        "format": "zoo",
+        "manifest_entry": entry.name,
+        "recipe": entry.recipe,
+        "load_into": entry.load_into,
+        "converter": wf.converter,
+        "source_file": wf.upstream.name,
+        "source_sha256": wf.upstream.sha256,
+    }
+    data = serialize(mapped, meta)
+    digest = hashlib.sha256(data).hexdigest()
+    if (wf.size is not None and len(data) != wf.size) or digest != wf.sha256:
+        raise IntegrityError(
+            f"weights '{entry.name}': converting {src} with '{wf.converter}' gave {len(data)} bytes with sha256 "
+            f"{digest}, but the manifest expects {wf.size} bytes with sha256 {wf.sha256}; the converter or "
+            "the upstream file changed, refused"
+        )
+    write_bytes(target, data)
+    log.info("converted %s with %s into %s (sha256 %s)", src.name, wf.converter, target, digest)
+    return target
+
+
+def _recipe_cfg(entry: WeightsEntry, registry: Registry) -> Any:
+    from zoo.recipes import get_recipe
+    from zoo.registry import UnknownComponentError
+
+    try:
+        return get_recipe(entry.recipe, entry.overrides, registry=registry)
+    except UnknownComponentError:
+        return None  # converters of backbone weights do not need the recipe
+
+
+def fetch_entry(
+    entry: WeightsEntry,
+    *,
+    to: str | Path | None = None,
+    explicit: dict[str, str | Path] | None = None,
+    registry: Registry | None = None,
+) -> list[Path]:
+    """Verified local paths of every file of ``entry``; with ``to`` they are also copied there."""
+    paths = [
+        fetch_file(wf, entry, explicit=(explicit or {}).get(wf.name), registry=registry) for wf in entry.files
+    ]
+    if to is None:
+        return paths
+    out_dir = Path(to)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for wf, path in zip(entry.files, paths):
+        dst = out_dir / wf.name
+        if not (dst.is_file() and _matches(dst, wf)):
+            _copy_atomic(path, dst)
+        copies.append(dst)
+    return copies
+
+
+def _matches(path: Path, wf: WeightFile) -> bool:
+    try:
+        check_file(path, wf.size, wf.sha256, wf.name)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    from zoo.atomic import atomic_path
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+@dataclass
+class FileStatus:
+    """What ``zoo weights verify`` found for one file."""
+
+    entry: str
+    file: str
+    status: str  # ok | missing | corrupt | unverified
+    path: str | None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def verify_entry(entry: WeightsEntry, *, fetch: bool = False, registry: Registry | None = None) -> list[FileStatus]:
+    """Check the local copies of an entry's files (and of the pickles they are converted from).
+
+    Nothing is downloaded unless ``fetch``; a file with no local copy is reported ``missing``.
+    """
+    out: list[FileStatus] = []
+    if not entry.verified:
+        return [FileStatus(entry.name, f.name, "unverified", None, f"public source only: {entry.source_page}") for f in entry.files]
+    for wf in entry.files:
+        assert wf.sha256 is not None
+        if fetch:
+            try:
+                path = fetch_file(wf, entry, registry=registry)
+                out.append(FileStatus(entry.name, wf.name, "ok", str(path), f"sha256 {wf.sha256}"))
+            except (IntegrityError, WeightsNotFoundError, DownloadError) as exc:
+                bad = "corrupt" if isinstance(exc, IntegrityError) else "missing"
+                out.append(FileStatus(entry.name, wf.name, bad, None, str(exc)))
+            continue
+        out.extend(_verify_local(entry.name, wf.name, wf.size, wf.sha256, wf.sources))
+        if wf.upstream is not None and wf.upstream.sha256 is not None:
+            up = wf.upstream
+            out.extend(_verify_local(entry.name, up.name, up.size, up.sha256, up.sources))
+    return out
+
+
+def _verify_local(entry: str, name: str, size: int | None, sha256: str, sources: tuple[str, ...]) -> list[FileStatus]:
+    cands: list[Path] = []
+    for mirror in mirror_dirs():
+        cands += [mirror / name, mirror / sha256 / name]
+    cands.append(cache_path(name, sha256))
+    for src in sources:
+        if not is_network(src):
+            try:
+                cands.append(local_path(src))
+            except DownloadError:
+                pass
+    out = []
+    for cand in cands:
+        if not cand.is_file():
+            continue
+        try:
+            check_file(cand, size, sha256, name)
+            out.append(FileStatus(entry, name, "ok", str(cand), f"{size} bytes, sha256 {sha256}"))
+        except IntegrityError as exc:
+            out.append(FileStatus(entry, name, "corrupt", str(cand), str(exc)))
+    if not out:
+        out.append(FileStatus(entry, name, "missing", None, "no local copy (fetch it with: zoo weights fetch)"))
+    return out
+
