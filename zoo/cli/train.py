@@ -1,0 +1,124 @@
+"""Train a recipe: ``zoo train RECIPE --data TRAIN.csv --images DIR [--val VAL.csv] [OVERRIDES...]``.
+
+Runs every stage of the recipe's ``train:`` section (see ``zoo info RECIPE``). Data: a CSV with
+``id,landmark_id`` (GLDv2 style; ``path``/``label``/``instance`` columns work too) whose ids are found
+under ``--images``, or an image-folder tree (one sub-folder per class). Stages that train on another
+subset name it (``data: full``) and get it with ``--data full=PATH``.
+
+Multi-GPU: ``torchrun --nproc_per_node=8 -m zoo train RECIPE ...`` (NCCL; gloo on CPU); batch sizes
+are per process. ImageNet initialisation is on unless ``--no-pretrained``. ``--resume`` continues a
+run from OUT/resume.safetensors (written every epoch and every ``train.checkpoint_every_steps``).
+
+Examples:
+  zoo train glr2021-top100-effnet-b0 --data train.csv --images train/ --val val.csv --out runs/b0
+  zoo train default-finetune --data train.csv --images imgs/ --out runs/ft train.epochs=3 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+COMMAND = "train"
+HELP = "train a recipe (all its stages) on a CSV or image folder; torchrun for several GPUs"
+
+log = logging.getLogger("zoo.train")
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe name (zoo recipes) or a recipe YAML file")
+    p.add_argument("overrides", nargs="*", help="recipe overrides key=value, e.g. train.lr=1e-4 train.epochs=3")
+    p.add_argument("--data", action="append", required=True, metavar="[KEY=]PATH",
+                   help="training CSV or image folder; repeat as KEY=PATH for stages with data: KEY (default key: train)")
+    p.add_argument("--images", default=None, help="folder the CSV ids are found under (default: the CSV's folder)")
+    p.add_argument("--val", default=None, help="validation CSV or folder (GAP and accuracy each epoch)")
+    p.add_argument("--val-images", default=None, help="images folder of --val (default: --images)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/RECIPE)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/resume.safetensors")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--no-pretrained", action="store_true", help="random init instead of ImageNet weights")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
+    p.add_argument("--workers", type=int, default=None, help="data-loader workers per process (train.workers)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _parse_data(items: list[str], images: str | None) -> dict[str, tuple[str, str | None]]:
+    from zoo.registry import ZooError
+
+    out: dict[str, tuple[str, str | None]] = {}
+    for item in items:
+        key, _, path = item.rpartition("=") if "=" in item and not Path(item).exists() else ("train", "", item)
+        key = key or "train"
+        if key in out:
+            raise ZooError(f"--data {key}=... given twice")
+        if not Path(path).exists():
+            raise ZooError(f"--data {item}: {path} does not exist")
+        out[key] = (path, images)
+    return out
+
+
+def load_recipe(name: str, overrides: list[str]):
+    """A registered recipe name, or a YAML file whose ``extends`` names registered recipes."""
+    from omegaconf import OmegaConf
+
+    from zoo.plugins import get_registry
+    from zoo.recipes import apply_overrides, check_components, get_recipe
+
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        reg = get_registry()
+        cfg = OmegaConf.load(path)
+        base = cfg.pop("extends", None)
+        if base:
+            bases = [base] if isinstance(base, str) else list(base)
+            cfg = OmegaConf.merge(*[get_recipe(b, registry=reg) for b in bases], cfg)
+        OmegaConf.set_struct(cfg, False)
+        cfg.name = path.stem
+        cfg = apply_overrides(cfg, overrides, what=str(path))
+        check_components(cfg, reg)
+        return cfg
+    return get_recipe(name, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from zoo.assembly import data_config
+    from zoo.plugins import get_registry
+    from zoo.train.distributed import init_distributed, shutdown_distributed
+    from zoo.train.engine import Trainer
+    from zoo.train.files import FileSource
+
+    overrides = list(args.overrides)
+    if args.workers is not None:
+        overrides.append(f"train.workers={args.workers}")
+    cfg = load_recipe(args.recipe, overrides)
+    out = Path(args.out or Path("runs") / str(cfg.name))
+    ctx = init_distributed(args.device)
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    dc = data_config(cfg)
+    source = FileSource(
+        _parse_data(args.data, args.images),
+        (args.val, args.val_images or args.images) if args.val else None,
+        registry=get_registry(), mean=dc["mean"], std=dc["std"],
+    )
+    try:
+        result = Trainer(
+            cfg, source, out, device=args.device, pretrained=not args.no_pretrained, resume=args.resume,
+            progress=not args.no_progress and sys.stderr.isatty(), max_steps=args.max_steps, ctx=ctx,
+            argv=sys.argv,
+        ).fit()
+    finally:
+        shutdown_distributed()
+    if ctx.is_main:
+        last = result.history[-1] if result.history else {}
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
+        print(f"trained {cfg.name}: {result.global_step} optimizer steps; {summary}")
+        print(f"weights: {result.weights}  (zoo.create_model('{cfg.name}', checkpoint=...))")
+        if result.skipped:
+            print(f"skipped {len(result.skipped)} unreadable images: see {out / 'skipped.json'}")
+    return 0

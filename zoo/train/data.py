@@ -1,0 +1,178 @@
+"""Data as the trainer sees it: per-stage splits, deterministic batches, a collate that drops
+unreadable images.
+
+Batches are assembled with the data plugins' :func:`zoo.data.dataset.collate` (unreadable images
+dropped and listed under ``batch["skipped"]``). A :class:`DataSource` hands the trainer, for each stage, a :class:`Split` (dataset + integer targets
+aligned with a label map). :class:`TensorSource` keeps images in memory (tests, benchmarks);
+:mod:`zoo.train.files` builds splits from CSV / image folders with the data plugins.
+
+Determinism (bit-identical resume): the batch order of an epoch is a pure function of (seed, epoch,
+rank) through the sampler's ``set_epoch``; each sample's augmentation randomness is seeded from
+(seed, epoch, index) through :class:`SeededDataset`; loaders get their own ``torch.Generator`` so
+creating one never consumes the global RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from zoo.data.dataset import LabelMap
+from zoo.registry import ZooError
+
+
+class TrainDataError(ZooError):
+    """Training data that cannot be used as configured."""
+
+
+@dataclass
+class Split:
+    """A dataset with its integer targets (aligned with ``label_names``, the label map)."""
+
+    dataset: Dataset
+    targets: np.ndarray
+    label_names: list[str]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def class_counts(self) -> np.ndarray:
+        """Images per class index (GLR2020-style dynamic margins need these aligned with the head)."""
+        t = self.targets[self.targets >= 0]
+        return np.bincount(t, minlength=self.num_classes).astype(np.int64)
+
+
+class DataSource(Protocol):
+    """What the trainer asks for at each stage start."""
+
+    def train_split(self, key: str, *, image_size: int, augment: dict[str, Any] | None, seed: int,
+                    resample: dict[str, Any] | None = None) -> Split: ...
+
+    def val_split(self, *, image_size: int, augment: dict[str, Any] | None, label_names: Sequence[str]) -> Split | None: ...
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 31-bit seed for one sample's augmentation in one epoch."""
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(index)])
+    return int(ss.generate_state(1, dtype=np.uint32)[0] & 0x7FFFFFFF)
+
+
+def seed_transform(transform: Any, value: int) -> bool:
+    """Seed an albumentations-style pipeline (``set_random_seed``) if it has one; True if seeded."""
+    for obj in (transform, getattr(transform, "compose", None), getattr(transform, "pipeline", None),
+                getattr(transform, "transform", None)):
+        fn = getattr(obj, "set_random_seed", None)
+        if callable(fn):
+            fn(value)
+            return True
+    return False
+
+
+class SeededDataset(Dataset):
+    """Wraps a dataset whose items depend on randomness: before item ``i`` of epoch ``e`` it calls
+    ``dataset.seed_item(seed)`` (or seeds the dataset's ``transform``) with ``sample_seed(seed, e, i)``."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        value = sample_seed(self.seed, self.epoch, index)
+        hook = getattr(self.dataset, "seed_item", None)
+        if callable(hook):
+            hook(value)
+        else:
+            seed_transform(getattr(self.dataset, "transform", None), value)
+        return self.dataset[index]
+
+
+def epoch_batches(sampler: Any, epoch: int, batch_size: int, drop_last: bool) -> list[list[int]]:
+    """The (per-rank) batches of one epoch, a pure function of the sampler's seed and ``epoch``."""
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    idx = [int(i) for i in iter(sampler)]
+    n = len(idx) // batch_size if drop_last else -(-len(idx) // batch_size)
+    return [idx[b * batch_size:(b + 1) * batch_size] for b in range(n)]
+
+
+# -- in-memory source -----------------------------------------------------------------------------
+class TensorImageDataset(Dataset):
+    """uint8 ``N x H x W x 3`` images in memory, resized (bilinear) to ``image_size``; items are uint8
+    ``3 x S x S`` (the trainer normalises on the device with the recipe's mean/std). ``flip=True``
+    adds a seeded horizontal flip (p=0.5) so resume tests cover the augmentation RNG."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, image_size: int, flip: bool = False) -> None:
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.size = int(image_size)
+        self.flip = flip
+        self._rng = np.random.default_rng(0)
+
+    def seed_item(self, value: int) -> None:
+        self._rng = np.random.default_rng(value)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        x = self.images[i]
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            y = F.interpolate(x[None].float(), size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
+            x = y.round_().clamp_(0, 255).to(torch.uint8)
+        if self.flip and self._rng.random() < 0.5:
+            x = x.flip(-1)
+        return {"image": x.contiguous(), "target": int(self.targets[i]), "index": int(i)}
+
+
+class TensorSource:
+    """A :class:`DataSource` over in-memory arrays (tests, benchmarks). ``train`` maps data keys
+    (stage ``data:``) to ``(images, labels)``; labels may be any hashable values."""
+
+    def __init__(
+        self,
+        train: dict[str, tuple[np.ndarray, Sequence[Any]]],
+        val: tuple[np.ndarray, Sequence[Any]] | None = None,
+        *,
+        flip: bool = False,
+    ) -> None:
+        self.train = train
+        self.val = val
+        self.flip = flip
+
+    def train_split(self, key: str, *, image_size: int, augment: dict[str, Any] | None, seed: int,
+                    resample: dict[str, Any] | None = None) -> Split:
+        if resample:
+            raise TrainDataError("TensorSource does not re-balance records; drop train.resample")
+        if key not in self.train:
+            raise TrainDataError(f"stage data '{key}' not given; have: {', '.join(self.train)}")
+        images, labels = self.train[key]
+        label_map = LabelMap.from_labels(labels)
+        names = [label_map.label(i) for i in range(len(label_map))]
+        targets = label_map.encode(labels)
+        ds = TensorImageDataset(images, targets, image_size, flip=self.flip)
+        return Split(ds, targets, names)
+
+    def val_split(self, *, image_size: int, augment: dict[str, Any] | None, label_names: Sequence[str]) -> Split | None:
+        if self.val is None:
+            return None
+        images, labels = self.val
+        targets = LabelMap(list(label_names)).encode(labels, unknown=-1)
+        ds = TensorImageDataset(images, targets, image_size)
+        return Split(ds, targets, list(label_names))
+
+
+

@@ -1,0 +1,101 @@
+"""One training step: forward, loss, backward, and (every ``accumulate`` micro-batches) clip, step.
+
+Shared by the trainer and ``benchmarks/train_step.py`` so what is benchmarked is what trains. AMP:
+``bf16`` autocast, or ``fp16`` autocast with a ``GradScaler`` (GLR2020 3rd place / GLR2021 1st place /
+GUIE 2022 trained with apex AMP O1, top-100 with ``torch.cuda.amp.GradScaler``). Logits are cast to
+float32 before the loss, as every seed system does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+
+def autocast_dtype(amp: str) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+
+
+def make_scaler(amp: str, device: torch.device) -> Any:
+    """A ``torch.amp.GradScaler`` for fp16 (disabled otherwise)."""
+    return torch.amp.GradScaler(device.type, enabled=(amp == "fp16"))
+
+
+class DeviceNormalize:
+    """uint8 ``B x 3 x H x W`` -> float ``(x / 255 - mean) / std`` on the device: datasets may hand over
+    uint8 batches (4x less to copy between loader workers, pinned memory and the GPU)."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> None:
+        self.scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))).view(1, 3, 1, 1).to(device)
+        self.shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(1, 3, 1, 1).to(device)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, images.float(), self.scale)
+
+
+class TrainStep:
+    """Callable running one micro-batch; returns the detached loss (no host sync)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        *,
+        device: torch.device,
+        amp: str = "off",
+        accumulate: int = 1,
+        clip_grad: float | None = None,
+        channels_last: bool = False,
+        scaler: Any = None,
+        on_step: Callable[[], None] | None = None,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
+    ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.device = device
+        self.dtype = autocast_dtype(amp)
+        self.accumulate = max(1, int(accumulate))
+        self.clip_grad = clip_grad
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.scaler = scaler if scaler is not None else make_scaler(amp, device)
+        self.on_step = on_step
+        self.last_grad_norm: torch.Tensor | None = None
+        self.normalize = DeviceNormalize(mean, std, device) if mean is not None and std is not None else None
+
+    def _sync_context(self, sync: bool) -> Any:
+        no_sync = getattr(self.model, "no_sync", None)
+        return contextlib.nullcontext() if sync or no_sync is None else no_sync()
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor, *, last_micro: bool = True,
+                 divisor: int | None = None) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            if self.normalize is None:
+                raise ValueError("uint8 images need TrainStep(mean=..., std=...) to normalise them")
+            images = self.normalize(images)
+        images = images.contiguous(memory_format=self.memory_format)
+        targets = targets.to(self.device, non_blocking=True)
+        with self._sync_context(last_micro):
+            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                out = self.model(images)
+                logits = out["logits"] if isinstance(out, dict) else out
+            loss = self.loss_fn(logits.float(), targets)
+            scaled = loss / float(divisor or self.accumulate)
+            self.scaler.scale(scaled).backward()
+        if last_micro:
+            if self.clip_grad:
+                self.scaler.unscale_(self.optimizer)
+                params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+                self.last_grad_norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.on_step is not None:
+                self.on_step()
+        return loss.detach()
