@@ -1,0 +1,60 @@
+"""Embed images with a recipe into a resumable folder of shards.
+
+    zoo embed default --images ../shared/data/instance-eval --out emb/
+    torchrun --nproc-per-node 8 -m zoo embed RECIPE --images gallery.csv --image-root train/ --out emb/
+
+Images are decoded once in worker processes and bucketed by shape (no padding); embeddings are
+written in shards of --shard-size (safetensors, ids alongside). Run the same command again after an
+interruption: finished shards are kept. Under torchrun each rank writes its own shards. Unreadable
+images are skipped and listed (in each shard's .json and at the end of the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from zoo.inference.options import add_embed_args, add_model_args
+
+COMMAND = "embed"
+HELP = "embed images (folder or CSV) into resumable embedding shards"
+
+log = logging.getLogger(__name__)
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--images", required=True, help="image folder, or CSV with an id/path column")
+    p.add_argument("--image-root", default=None, help="folder the CSV ids are found under (default: the CSV's folder)")
+    p.add_argument("--out", required=True, help="output folder of embedding shards")
+    p.add_argument("--shard-size", type=int, default=4096, help="images per shard (default: 4096)")
+    p.add_argument("--fp16", action="store_true", help="store embeddings as float16")
+    p.add_argument("--overwrite", action="store_true", help="delete existing shards in --out and start again")
+    p.add_argument("--limit", type=int, default=None, help="embed only the first N images")
+    add_embed_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoo.data.images import list_images
+    from zoo.inference.embed import DistInfo, embed_to_folder
+    from zoo.inference.options import embed_options_from_args, model_from_args, preprocesses_from_args
+
+    records = list_images(args.images, args.image_root)
+    if args.limit is not None:
+        records = records[: args.limit]
+    model, meta = model_from_args(args)
+    options = embed_options_from_args(args, shard_size=args.shard_size, fp16=args.fp16)
+    dist = DistInfo.from_env()
+    report = embed_to_folder(
+        model, records, args.out, options=options, preprocesses=preprocesses_from_args(model, args),
+        meta=meta, dist=dist, overwrite=args.overwrite,
+    )
+    print(
+        f"rank {dist.rank}/{dist.world_size}: embedded {report.embedded} images into {len(report.shards_done)} "
+        f"shards of {report.out} ({report.images_per_second:.1f} img/s); reused {len(report.shards_reused)} "
+        f"finished shards; skipped {len(report.skipped)} unreadable images"
+    )
+    for s in report.skipped:
+        print(f"  skipped {s.id}: {s.error}")
+    return 0

@@ -1,0 +1,47 @@
+"""Build a faiss index over a ``zoo embed`` folder.
+
+    zoo index emb/ --out index/                          # exact inner product (IndexFlatIP)
+    zoo index emb/ --out index/ --fp16                   # exact, float16 storage
+    zoo index emb/ --out index/ --type ivfpq --nlist 4096 --m 64    # millions of images
+
+Shards are streamed (never all loaded at once for IVF training: a strided sample is used).
+The folder holds index.faiss, ids.json and index.json; search it with `zoo search`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from zoo.inference.index import INDEX_TYPES
+
+COMMAND = "index"
+HELP = "build a faiss index (flat, ivf, ivfpq; fp16 option) from embedding shards"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("embeddings", help="embeddings folder written by zoo embed")
+    p.add_argument("--out", required=True, help="output index folder")
+    p.add_argument("--type", choices=INDEX_TYPES, default="flat", help="index type (default: flat, exact)")
+    p.add_argument("--fp16", action="store_true", help="float16 storage (flat, ivf)")
+    p.add_argument("--nlist", type=int, default=None, help="IVF lists (default: ~4 sqrt(N))")
+    p.add_argument("--m", type=int, default=None, help="PQ sub-quantizers, bytes per vector (default: d/8, at most 64)")
+    p.add_argument("--nbits", type=int, default=8, help="bits per PQ code (default: 8)")
+    p.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (stored with the index)")
+    p.add_argument("--train-size", type=int, default=262_144, help="IVF training sample size")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoo.inference.index import IndexSpec, index_from_store
+
+    spec = IndexSpec(type=args.type, fp16=args.fp16, nlist=args.nlist, m=args.m, nbits=args.nbits,
+                     nprobe=args.nprobe, train_size=args.train_size)
+    bundle = index_from_store(args.embeddings, spec, progress=not args.no_progress)
+    bundle.save(args.out)
+    s = bundle.spec
+    extra = f", nlist={s.nlist}, nprobe={s.nprobe}" if s.type != "flat" else ""
+    extra += f", m={s.m}, nbits={s.nbits}" if s.type == "ivfpq" else ""
+    print(f"indexed {bundle.index.ntotal} vectors of dim {bundle.index.d} into {args.out} "
+          f"({s.type}{', fp16' if s.fp16 else ''}{extra})")
+    return 0

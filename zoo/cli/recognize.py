@@ -1,0 +1,128 @@
+"""Recognition (Kaggle GLR, GAP): a label and a confidence per test image from a labelled train set.
+
+    zoo recognize RECIPE --train train.csv --test test.csv --out submission.csv
+    zoo recognize RECIPE --train train_emb/ --test test/ --non-landmark nonlandmark/ --out sub.csv
+
+--train and --test take image folders/CSVs (embedded into --work, resumable) or `zoo embed` folders.
+The recipe's `inference.postprocess` post-processors run in order (kNN + head fusion, Henkel &
+Singer re-ranking with the --non-landmark distractors, ...); a post-processor may predict
+"non-landmark" (an empty landmarks cell). Without post-processors the nearest train image's label
+and cosine are used. When the test images have labels, GAP is printed (registered metric `gap`).
+Output: `id,landmarks` with "label confidence".
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from zoo.inference.options import add_embed_args, add_model_args
+
+COMMAND = "recognize"
+HELP = "landmark recognition of test images against a labelled train set; Kaggle CSV (id,landmarks)"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--train", required=True, help="labelled train images (folder tree/CSV) or a zoo embed folder")
+    p.add_argument("--test", required=True, help="test images (folder/CSV) or a zoo embed folder")
+    p.add_argument("--non-landmark", default=None, help="non-landmark distractor images for post-processors")
+    p.add_argument("--image-root", default=None, help="folder CSV ids are found under (default: each CSV's folder)")
+    p.add_argument("--train-labels", default=None, help="CSV labelling the train images (when --train has no labels)")
+    p.add_argument("--test-labels", default=None, help="CSV of test labels: GAP is printed")
+    p.add_argument("--out", required=True, help="submission CSV to write (id,landmarks)")
+    p.add_argument("--work", default=None, help="folder for embeddings of image inputs (default: zoo-work/RECIPE)")
+    p.add_argument("--no-postprocess", action="store_true", help="nearest-neighbour label, ignore inference.postprocess")
+    add_embed_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from zoo.cli._output import print_table
+    from zoo.data.images import list_images
+    from zoo.inference.embed import Embedder, embed_records
+    from zoo.inference.options import embed_options_from_args, model_from_args, preprocesses_from_args
+    from zoo.inference.pipeline import (
+        LabelCodec,
+        LazyImages,
+        PipelineError,
+        build_postprocessors,
+        inference_config,
+        model_dims_of,
+        needs_head,
+        needs_images,
+        recognize,
+    )
+    from zoo.inference.sources import EmbeddedSet, is_embeddings_folder, load_set
+    from zoo.inference.submission import write_recognition_result
+    from zoo.plugins import get_registry
+    from zoo.recipes import get_recipe
+
+    reg = get_registry()
+    cfg = get_recipe(args.recipe, args.overrides, registry=reg)
+    chain = [] if args.no_postprocess else build_postprocessors(inference_config(cfg), reg, produces="recognition")
+    head = needs_head(chain)
+    work = Path(args.work or Path("zoo-work") / args.recipe)
+    sources = [s for s in (args.train, args.test, args.non_landmark) if s is not None]
+    model, meta, pre = None, {"recipe": args.recipe}, None
+    if head or any(not is_embeddings_folder(s) for s in sources):
+        model, meta = model_from_args(args)
+        pre = preprocesses_from_args(model, args)
+    options = embed_options_from_args(args)
+    common = dict(model=model, work=work, image_root=args.image_root, options=options, preprocesses=pre, meta=meta)
+    train = load_set(args.train, name="train", labels=args.train_labels, **common)
+    if not any(lab is not None for lab in train.labels):
+        raise PipelineError(
+            f"{args.train}: no train labels; give a CSV with a landmark_id/label column, an image-folder tree "
+            "(one sub-folder per class) or --train-labels"
+        )
+    head_logits = None
+    if head:
+        if is_embeddings_folder(args.test):
+            raise PipelineError("the recipe's post-processors use the head's class cosines: give --test as images")
+        recs = list_images(args.test, args.image_root)
+        heads: list[np.ndarray] = []
+        embedder = Embedder(model, pre, device=_device(options), amp=options.amp, flip_tta=options.flip_tta)
+        ids, emb, skipped = embed_records(embedder, recs, batch_size=options.batch_size,
+                                          num_workers=options.num_workers, progress=options.progress,
+                                          desc="embed test", heads=heads)
+        by_id = {r.id: r for r in recs}
+        test = EmbeddedSet(ids, emb, [by_id[i].label for i in ids], {i: by_id[i].path for i in ids}, skipped)
+        head_logits = heads[0] if heads else None
+    else:
+        test = load_set(args.test, name="test", labels=args.test_labels, **common)
+    non_landmark = None
+    if args.non_landmark:
+        non_landmark = load_set(args.non_landmark, name="non_landmark", **common).embeddings
+    images = None
+    if needs_images(chain):
+        if not test.paths:
+            raise PipelineError("the recipe's post-processors look at the test images: give --test as images")
+        images = LazyImages([test.paths[i] for i in test.ids])
+    codec = LabelCodec.fit(train.labels)
+    result = recognize(
+        test.embeddings, train.embeddings, codec.encode(train.labels), chain=chain,
+        model_dims=model_dims_of(model), head_logits=head_logits, non_landmark=non_landmark, images=images,
+        query_ids=test.ids,
+    )
+    write_recognition_result(args.out, test.ids, result, codec.classes)
+    n_landmark = int(result.is_landmark.sum())
+    print(f"recognised {len(test.ids)} test images against {len(train.ids)} train images "
+          f"({len(codec.classes)} classes); {n_landmark} landmark predictions"
+          f"{', post-processing: ' + ', '.join(type(pp).__name__ for pp in chain) if chain else ''} -> {args.out}")
+    if test.skipped:
+        print(f"skipped {len(test.skipped)} unreadable test images (no row in the CSV)")
+    if any(lab is not None for lab in test.labels):
+        truth = codec.encode(test.labels)
+        rows = [[name, f"{float(reg.create('metric', name)(result.labels, result.confidences, truth)):.4f}"]
+                for name in ("gap", "gap_landmarks_only")]
+        print_table(rows, ["metric", "value"])
+    return 0
+
+
+def _device(options: object) -> object:
+    from zoo.inference.embed import resolve_device
+
+    return resolve_device(getattr(options, "device", "auto"))

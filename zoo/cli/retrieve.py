@@ -1,0 +1,102 @@
+"""Retrieval: rank the index images for every query (top 100), write the Kaggle retrieval CSV.
+
+    zoo retrieve RECIPE --index index.csv --query test.csv --out submission.csv
+    zoo retrieve RECIPE --index index_dir/ --query query_emb/ --train train.csv   # re-ranking post-processors
+    zoo retrieve default --index ../shared/data/instance-eval --query ../shared/data/instance-eval --out sub.csv
+
+--index and --query take image folders/CSVs (embedded into --work, resumable), `zoo embed` folders,
+or (--index only) a `zoo index` folder (e.g. IVF-PQ for millions of images). The recipe's
+`inference.postprocess` post-processors run in order (e.g. GLR2021 re-ranking with --train labels).
+When query and index are the same images each query's own image is left out. When both sides
+have labels (a CSV label column or an image-folder tree, or --labels), mAP@100 / R@1 / mP@5 are
+printed, computed by the same registered metrics as `zoo evaluate`.
+Output: `id,images` with space-separated index ids, best first.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from zoo.inference.options import add_embed_args, add_model_args
+
+COMMAND = "retrieve"
+HELP = "top-k retrieval of queries in an index set; Kaggle retrieval CSV (id,images)"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--index", required=True, help="index images (folder/CSV), a zoo embed folder or a zoo index folder")
+    p.add_argument("--query", required=True, help="query images (folder/CSV) or a zoo embed folder")
+    p.add_argument("--train", default=None, help="labelled images for re-ranking post-processors (folder/CSV/embed folder)")
+    p.add_argument("--image-root", default=None, help="folder CSV ids are found under (default: each CSV's folder)")
+    p.add_argument("--labels", default=None, help="CSV (id/path + label column) labelling query and index images")
+    p.add_argument("--out", required=True, help="submission CSV to write (id,images)")
+    p.add_argument("-k", type=int, default=100, help="index images per query (default: 100)")
+    p.add_argument("--work", default=None, help="folder for embeddings of image inputs (default: zoo-work/RECIPE)")
+    p.add_argument("--no-postprocess", action="store_true", help="plain cosine ranking, ignore inference.postprocess")
+    add_embed_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoo.cli._output import print_table
+    from zoo.inference.index import IndexBundle, set_nprobe, to_gpu
+    from zoo.inference.options import embed_options_from_args, preprocesses_from_args
+    from zoo.inference.pipeline import LabelCodec, build_postprocessors, inference_config, model_dims_of, retrieve
+    from zoo.inference.retrieval import retrieval_metrics
+    from zoo.inference.sources import is_embeddings_folder, is_index_folder, load_set
+    from zoo.inference.submission import write_ranking_result
+    from zoo.plugins import get_registry
+    from zoo.recipes import get_recipe
+
+    reg = get_registry()
+    cfg = get_recipe(args.recipe, args.overrides, registry=reg)
+    chain = [] if args.no_postprocess else build_postprocessors(inference_config(cfg), reg, produces="ranking")
+    work = Path(args.work or Path("zoo-work") / args.recipe)
+    needs_model = any(
+        s is not None and not is_embeddings_folder(s) and not is_index_folder(s)
+        for s in (args.index, args.query, args.train)
+    )
+    model, meta, pre = None, {"recipe": args.recipe}, None
+    if needs_model:
+        from zoo.inference.options import model_from_args
+
+        model, meta = model_from_args(args)
+        pre = preprocesses_from_args(model, args)
+    options = embed_options_from_args(args)
+    common = dict(model=model, work=work, image_root=args.image_root, labels=args.labels, options=options,
+                  preprocesses=pre, meta=meta)
+    query = load_set(args.query, name="query", **common)
+    bundle = None
+    if is_index_folder(args.index):
+        bundle = IndexBundle.load(args.index)
+        bundle.index = to_gpu(bundle.index, fp16=bundle.spec.fp16)
+        set_nprobe(bundle.index, bundle.spec.nprobe)
+        index_ids, index_emb, index_labels = bundle.ids, None, None
+    else:
+        same = Path(args.index).resolve() == Path(args.query).resolve()
+        gallery = query if same else load_set(args.index, name="index", **common)
+        index_ids, index_emb, index_labels = gallery.ids, gallery.embeddings, gallery.labels
+    exclude_self = Path(args.index).resolve() == Path(args.query).resolve()
+    train = train_labels = None
+    if args.train:
+        tset = load_set(args.train, name="train", **common)
+        codec = LabelCodec.fit(tset.labels)
+        train, train_labels = tset.embeddings, codec.encode(tset.labels)
+    ranking = retrieve(
+        query.embeddings, index_emb, k=args.k, index=bundle.index if bundle else None, exclude_self=exclude_self,
+        query_ids=query.ids, gallery_ids=index_ids, chain=chain, model_dims=model_dims_of(model),
+        train=train, train_labels=train_labels,
+    )
+    write_ranking_result(args.out, query.ids, ranking, index_ids)
+    print(f"retrieved top {args.k} of {len(index_ids)} index images for {len(query.ids)} queries"
+          f"{' (each query itself left out)' if exclude_self else ''}"
+          f"{', post-processing: ' + ', '.join(type(pp).__name__ for pp in chain) if chain else ''} -> {args.out}")
+    if query.skipped:
+        print(f"skipped {len(query.skipped)} unreadable query images (no row in the CSV)")
+    if index_labels is not None and query.has_labels and all(lab is not None for lab in index_labels):
+        metrics = retrieval_metrics(query.ids, query.labels, index_ids, index_labels, ranking.indices,
+                                    exclude_self=exclude_self, registry=reg)
+        print_table([[k, f"{v:.4f}"] for k, v in metrics.items()], ["metric", "value"])
+    return 0

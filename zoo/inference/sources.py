@@ -1,0 +1,100 @@
+"""Where inference inputs come from: image lists, ``zoo embed`` folders or index folders.
+
+``--index``/``--query``/``--train``/``--test`` of the commands accept any of:
+
+* an **index folder** (``index.json``, from ``zoo index``) - gallery side only;
+* an **embeddings folder** (``manifest.json``, from ``zoo embed``);
+* an **image folder or CSV** - embedded with the command's recipe into ``WORK/<name>/`` (a
+  resumable shard folder, so a second run reuses it).
+
+Labels come from the CSV (``landmark_id``/``label``/``instance`` column) or the image-folder tree.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from torch import nn
+
+from zoo.data.images import list_images
+from zoo.inference.embed import EmbedOptions, embed_to_folder
+from zoo.inference.preprocess import Preprocess
+from zoo.inference.store import MANIFEST, EmbeddingStore
+from zoo.registry import ZooError
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(ZooError):
+    """An input that is neither an image list, an embeddings folder nor an index folder."""
+
+
+@dataclass
+class EmbeddedSet:
+    """Ids, L2-normalised embeddings and (when known) labels and paths of one side of a search."""
+
+    ids: list[str]
+    embeddings: np.ndarray
+    labels: list[str | None] = field(default_factory=list)
+    paths: dict[str, Path] = field(default_factory=dict)
+    skipped: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            self.labels = [None] * len(self.ids)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.ids) and all(label is not None for label in self.labels)
+
+
+def is_index_folder(path: str | Path) -> bool:
+    return (Path(path) / "index.json").is_file()
+
+
+def is_embeddings_folder(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def load_set(
+    source: str | Path,
+    *,
+    name: str,
+    model: nn.Module | None,
+    work: str | Path,
+    image_root: str | Path | None = None,
+    labels: str | Path | None = None,
+    options: EmbedOptions | None = None,
+    preprocesses: Sequence[Preprocess] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> EmbeddedSet:
+    """Embeddings (and labels/paths) for ``source``; images are embedded into ``work/name``."""
+    source = Path(source)
+    label_map = _labels_csv(labels) if labels else {}
+    if is_embeddings_folder(source):
+        ids, emb = EmbeddingStore(source).load()
+        return EmbeddedSet(ids, emb, [label_map.get(i) for i in ids] if label_map else [])
+    if is_index_folder(source):
+        raise SourceError(f"{source} is an index folder; it can only be the gallery (--index) side")
+    if not source.exists():
+        raise SourceError(f"{source}: no such image folder, CSV, embeddings folder or index folder")
+    if model is None:
+        raise SourceError(f"{source} holds images; a recipe is needed to embed them")
+    records = list_images(source, image_root)
+    folder = Path(work) / name
+    report = embed_to_folder(model, records, folder, options=options, preprocesses=preprocesses, meta=meta)
+    store = EmbeddingStore(folder)
+    ids, emb = store.load()
+    by_id = {r.id: r for r in records}
+    labs = [label_map.get(i, by_id[i].label) if label_map else by_id[i].label for i in ids]
+    return EmbeddedSet(ids, emb, labs, {i: by_id[i].path for i in ids}, store.skipped() or report.skipped)
+
+
+def _labels_csv(path: str | Path) -> dict[str, str]:
+    """``id -> label`` from a CSV with an id/path column and a label column."""
+    recs = list_images(path, Path(path).parent)
+    return {r.id: r.label for r in recs if r.label is not None}
