@@ -60,17 +60,22 @@ def _pooling(entry):
 
 
 def _neck(entry):
-    neck = entry.create(in_features=16, out_features=8, **_kw(entry))
-    y = neck(torch.randn(4, 16))
-    assert y.shape == (4, 8) and torch.isfinite(y).all()
-    y.sum().backward()
+    kw = {"in_features": 16, "out_features": 8, **_kw(entry)}
+    neck = entry.create(**kw).train()
+    x = torch.randn(4, kw["in_features"], requires_grad=True)
+    y = neck(x)
+    assert y.shape == (4, kw["out_features"]) and torch.isfinite(y).all()
+    (y * torch.randn_like(y)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 def _head(entry):
-    head = entry.create(in_features=8, num_classes=5, **_kw(entry))
-    cos = head(torch.randn(3, 8))
-    assert cos.shape == (3, 5)
-    assert cos.abs().max() <= 1.0 + 1e-5, "heads return cosines"
+    kw = {"in_features": 8, "num_classes": 5, **_kw(entry)}
+    head = entry.create(**kw)
+    out = head(torch.randn(3, kw["in_features"]))
+    assert out.shape == (3, kw["num_classes"]) and torch.isfinite(out).all()
+    if entry.meta.get("output", "cosine") == "cosine":
+        assert out.abs().max() <= 1.0 + 1e-5, "cosine heads return cosines (set meta output='logits' otherwise)"
 
 
 def _loss(entry):

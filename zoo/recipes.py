@@ -99,29 +99,35 @@ def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
 
 
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str], what: str = "recipe") -> DictConfig:
-    """Apply ``key=value`` dotlist overrides; unknown keys raise with close matches."""
+    """Apply ``key=value`` dotlist overrides (list items by index: ``a.0.b=1``).
+
+    Unknown keys raise with close matches; ``+key=value`` adds a new key on purpose.
+    """
     overrides = list(overrides)
     if not overrides:
         return cfg
-    known = flat_keys(cfg)
-    plain: list[str] = []
+    known = set(flat_keys(cfg))
+    OmegaConf.set_struct(cfg, False)
     for item in overrides:
         if "=" not in item:
             raise RecipeError(f"override '{item}' for {what} is not of the form key=value")
-        key = item.split("=", 1)[0].strip()
-        if key.startswith("+"):
-            plain.append(item[1:])
-            continue
-        if key not in known:
+        key, text = (part.strip() for part in item.split("=", 1))
+        add = key.startswith("+")
+        key = key.lstrip("+")
+        if not add and key not in known:
             hints = close_matches(key, known)
             raise RecipeError(
                 f"unknown override key '{key}' for {what}."
                 + (f" Close matches: {', '.join(hints)}." if hints else "")
                 + f" Use '+{key}=...' to add a new key; see the keys with: zoo info {what}"
             )
-        plain.append(item)
-    OmegaConf.set_struct(cfg, False)
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(plain))  # type: ignore[return-value]
+        try:
+            value = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={text}"]), resolve=False)["v"]
+            OmegaConf.update(cfg, key, value, merge=False, force_add=add)
+        except Exception as exc:
+            raise RecipeError(f"override '{item}' for {what} cannot be applied: {exc}") from exc
+        known.update(flat_keys(cfg))
+    return cfg
 
 
 def check_required_plugins(cfg: DictConfig, registry: Registry) -> None:

@@ -73,4 +73,5 @@ def zoo_register_heads(registrar: ComponentRegistrar) -> None:
         create_linear,
         description="Linear(D, C) logits (softmax baseline, GLR2019)",
         test_kwargs=TEST_KWARGS,
+        output="logits",
     )
