@@ -166,7 +166,7 @@ def test_checkpoint_round_trip_and_mismatch(reg, tmp_path):
     x = torch.randn(2, 3, 32, 32)
     model.eval(), again.eval()
     assert torch.equal(model(x)["logits"], again(x)["logits"])
-    with pytest.raises(ModelBuildError, match="wrong shape.*head.weight"):
+    with pytest.raises(ModelBuildError, match="shape mismatches.*head.weight"):
         create_model("toy-base", checkpoint=path, overrides=["model.head.num_classes=9"], registry=reg)
     pth = tmp_path / "toy.pth"
     pth.write_bytes(b"not read")

@@ -214,23 +214,12 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, str]:
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata() or {})
     state = load_file(str(path))
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ModelBuildError(
-            f"checkpoint {path} does not fit recipe '{getattr(model, 'recipe', '?')}': "
-            f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''} ({len(missing)}), "
-            f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''} ({len(unexpected)}). "
-            "Did you build it with the same overrides?"
-        )
-    bad = [k for k in state if state[k].shape != own[k].shape]
-    if bad:
-        k = bad[0]
-        raise ModelBuildError(
-            f"checkpoint {path}: {len(bad)} tensors have the wrong shape, e.g. {k}: "
-            f"{tuple(state[k].shape)} in the file vs {tuple(own[k].shape)} in the model"
-        )
+    from zoo.weights.convert import ConversionError, check_fit
+
+    try:
+        check_fit(state, model.state_dict(), f"checkpoint {path} for recipe '{getattr(model, 'recipe', '?')}'")
+    except ConversionError as exc:
+        raise ModelBuildError(f"{exc} Was it written with the same overrides?") from exc
     model.load_state_dict(state, strict=True)
     return meta
 
