@@ -25,27 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_retrieval import average_precision_and_r1 as map_and_r1  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "instance-eval"
 TRAIN_SUBSETS = ("ukbench56", "opensfm", "sacre_coeur", "phototourism")
 EVAL_SUBSETS = ("wxbs", "evd", "scannet")
-
-
-def map_and_r1(emb: np.ndarray, labels: list[str]) -> tuple[float, float]:
-    """Mean average precision and recall@1, each image querying all the others (inner product)."""
-    sims = emb @ emb.T
-    np.fill_diagonal(sims, -np.inf)
-    lab = np.asarray(labels)
-    aps, hits = [], []
-    for q in range(len(lab)):
-        order = np.argsort(-sims[q], kind="stable")[:-1]
-        rel = (lab[order] == lab[q]).astype(np.float64)
-        if rel.sum() == 0:
-            continue
-        prec = np.cumsum(rel) / np.arange(1, len(rel) + 1)
-        aps.append(float((prec * rel).sum() / rel.sum()))
-        hits.append(float(rel[0]))
-    return float(np.mean(aps)), float(np.mean(hits))
 
 
 def split_rows(root: Path) -> tuple[list[dict], list[dict]]:
