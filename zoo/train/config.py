@@ -38,6 +38,9 @@ section is one stage. Keys (defaults in brackets)::
       continue: false              # keep optimizer + schedule of the previous stage (GUIE frozen epoch, top-100)
       checkpoint_every_steps: 0    # 0: only at epoch ends
       workers: 2
+      world_size: 1                # GPUs (processes) of the released command; global batch = batch_size x world_size x accumulate
+      split: null                  # run-wide: how `zoo train` holds out validation rows without --val
+                                   # (a zoo.data.splits.split_from_spec spec, e.g. {type: glr2020, fold: 0})
 """
 
 from __future__ import annotations
@@ -93,9 +96,11 @@ DEFAULTS: dict[str, Any] = {
     "drop_last": True,
     "sync_bn": False,
     "log_every": 10,
+    "world_size": 1,
+    "split": None,
 }
 
-RUN_KEYS = ("seed", "workers", "sync_bn", "log_every")
+RUN_KEYS = ("seed", "workers", "sync_bn", "log_every", "split")
 
 
 @dataclass
@@ -136,6 +141,7 @@ class Stage:
     continue_schedule: bool
     checkpoint_every_steps: int
     drop_last: bool
+    world_size: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -158,11 +164,12 @@ class TrainPlan:
     sync_bn: bool
     log_every: int
     stages: list[Stage]
+    split: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed, "workers": self.workers, "sync_bn": self.sync_bn,
-            "log_every": self.log_every, "stages": [s.to_dict() for s in self.stages],
+            "log_every": self.log_every, "split": self.split, "stages": [s.to_dict() for s in self.stages],
         }
 
 
@@ -234,8 +241,18 @@ def resolve_plan(cfg: DictConfig) -> TrainPlan:
         raise TrainConfigError("train.stages[0] cannot 'continue' a previous stage: there is none")
     return TrainPlan(
         seed=int(base["seed"]), workers=int(base["workers"]), sync_bn=bool(base["sync_bn"]),
-        log_every=int(base["log_every"]), stages=stages,
+        log_every=int(base["log_every"]), stages=stages, split=_split_spec(base["split"]),
     )
+
+
+def _split_spec(value: Any) -> dict[str, Any] | None:
+    if value in (None, False, "none"):
+        return None
+    if isinstance(value, str):
+        return {"type": value}
+    if isinstance(value, dict) and "type" in value:
+        return dict(value)
+    raise TrainConfigError(f"train.split must be a split preset name or a mapping with 'type', got {value!r}")
 
 
 def _stage(i: int, s: dict[str, Any], name: str, data_size: int) -> Stage:
@@ -289,4 +306,11 @@ def _stage(i: int, s: dict[str, Any], name: str, data_size: int) -> Stage:
         continue_schedule=bool(s["continue"]),
         checkpoint_every_steps=int(s["checkpoint_every_steps"] or 0),
         drop_last=bool(s["drop_last"]),
+        world_size=_positive(s["world_size"], f"train.stages[{i}] ({name}).world_size"),
     )
+
+
+def _positive(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TrainConfigError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
