@@ -38,6 +38,7 @@ section is one stage. Keys (defaults in brackets)::
       continue: false              # keep optimizer + schedule of the previous stage (GUIE frozen epoch, top-100)
       checkpoint_every_steps: 0    # 0: only at epoch ends
       workers: 2
+      max_steps_per_epoch: null    # cap on optimizer steps per epoch (GLR2019 MAX_STEPS_PER_EPOCH = 15000)
       world_size: 1                # GPUs (processes) of the released command; global batch = batch_size x world_size x accumulate
       split: null                  # run-wide: how `zoo train` holds out validation rows without --val
                                    # (a zoo.data.splits.split_from_spec spec, e.g. {type: glr2020, fold: 0})
@@ -97,6 +98,7 @@ DEFAULTS: dict[str, Any] = {
     "sync_bn": False,
     "log_every": 10,
     "world_size": 1,
+    "max_steps_per_epoch": None,
     "split": None,
 }
 
@@ -142,6 +144,7 @@ class Stage:
     checkpoint_every_steps: int
     drop_last: bool
     world_size: int = 1
+    max_steps_per_epoch: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -307,6 +310,8 @@ def _stage(i: int, s: dict[str, Any], name: str, data_size: int) -> Stage:
         checkpoint_every_steps=int(s["checkpoint_every_steps"] or 0),
         drop_last=bool(s["drop_last"]),
         world_size=_positive(s["world_size"], f"train.stages[{i}] ({name}).world_size"),
+        max_steps_per_epoch=(_positive(s["max_steps_per_epoch"], f"train.stages[{i}] ({name}).max_steps_per_epoch")
+                             if s["max_steps_per_epoch"] is not None else None),
     )
 
 
