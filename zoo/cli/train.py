@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     from zoo.assembly import data_config
     from zoo.plugins import get_registry
-    from zoo.train.distributed import init_distributed, shutdown_distributed
+    from zoo.distributed import init_distributed, shutdown_distributed
     from zoo.train.engine import Trainer
     from zoo.train.files import FileSource
 
