@@ -88,6 +88,11 @@ class StageData:
     num_batches: int
 
 
+def _rows_and_classes(targets: np.ndarray | None) -> str:
+    t = np.asarray(targets if targets is not None else [], dtype=np.int64)
+    return f"{len(t)} rows of {len(np.unique(t[t >= 0]))} classes"
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -250,6 +255,29 @@ class Trainer:
                 "or do not rebuild/unfreeze the model in it"
             )
 
+    def _note_world_size(self, stage: Stage) -> None:
+        """Say so when this run's global batch differs from the recipe's (the schedule stays the recipe's)."""
+        have = self.ctx.world_size
+        if have == stage.world_size or not self.ctx.is_main:
+            return
+        want = stage.batch_size * stage.world_size * stage.accumulate
+        got = stage.batch_size * have * stage.accumulate
+        raw = self.cfg.train.get("stages") if self.cfg.get("train") is not None else None
+        if not raw:
+            key = "train.accumulate"
+        else:
+            own = "accumulate" in (raw[stage.index] or {})
+            key = f"{'' if own else '+'}train.stages.{stage.index}.accumulate"
+        k, rest = divmod(stage.world_size * stage.accumulate, have)
+        fix = (f"to match it, set {key}={k}" if k >= 1 and rest == 0 else
+               f"to match it, choose train.batch_size and accumulate so that batch_size x {have} x accumulate = {want}")
+        log.warning(
+            "stage %s: the recipe's global batch is %d (batch_size %d x world_size %d x accumulate %d), this run's "
+            "is %d (%d x %d process%s x %d); the schedule is the recipe's, unchanged: %s",
+            stage.name, want, stage.batch_size, stage.world_size, stage.accumulate, got, stage.batch_size, have,
+            "" if have == 1 else "es", stage.accumulate, fix,
+        )
+
     # -- weights -------------------------------------------------------------------------------
     def _save_weights(self, name: str = WEIGHTS_FILE) -> Path | None:
         """The one place weights for inference are written (every epoch, each stage's end, the run's end)."""
@@ -314,14 +342,22 @@ class Trainer:
 
     def _prepare_stage(self, stage: Stage, restoring: bool) -> StageData:
         """The stage's training and validation splits, its model, sampler and batch count."""
-        kw = {"resample": stage.resample} if stage.resample else {}
+        kw: dict[str, Any] = {"resample": stage.resample} if stage.resample else {}
+        holdout = self.plan.split
+        if holdout is not None:
+            kw["holdout"] = holdout
         split = self.source.train_split(stage.data, image_size=stage.image_size, augment=stage.augment,
                                         seed=self.plan.seed, **kw)
         if split.num_classes < 1 or len(split.targets) == 0:
             raise TrainError(f"stage {stage.name}: the training data '{stage.data}' has no labelled images")
         self.state.skips.merge(split.skipped)
         self.state.label_names = list(split.label_names)
-        val = self.source.val_split(image_size=stage.image_size, augment=stage.val_augment, label_names=split.label_names)
+        val = self.source.val_split(image_size=stage.image_size, augment=stage.val_augment, label_names=split.label_names,
+                                    **({"key": stage.data} if holdout is not None else {}))
+        if holdout is not None and self.ctx.is_main:
+            log.info("stage %s: train.split %s on '%s': training on %s, validating every epoch on %s", stage.name,
+                     holdout, stage.data, _rows_and_classes(split.targets), _rows_and_classes(val.targets if val else None))
+        self._note_world_size(stage)
         rebuilt = self._setup_model(stage, split, restoring=restoring)
         dataset = SeededDataset(split.dataset, self.plan.seed + stage.index)
         sampler = build_sampler(self.registry, stage, split, self.ctx, self.plan.seed)
