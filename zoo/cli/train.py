@@ -12,7 +12,8 @@ replaces the rule, ``--no-split`` trains on every row without validation.
 Multi-GPU: ``torchrun --nproc_per_node=8 -m zoo train RECIPE ...`` (NCCL; gloo on CPU); batch sizes
 are per process and the recipe's ``world_size`` says how many processes it was trained with.
 ImageNet initialisation is on unless ``--no-pretrained``. ``--resume`` continues a run from
-OUT/resume.safetensors (written every epoch and every ``train.checkpoint_every_steps``).
+OUT/resume.safetensors (written every epoch and every ``train.checkpoint_every_steps``) and refuses a
+changed configuration; a folder that holds a run is never overwritten unless ``--overwrite``.
 
 Examples:
   zoo train glr2021-top100-effnet-b0 --data train.csv --images train/ --val val.csv --out runs/b0
@@ -44,7 +45,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="train on every row of --data: no validation rows held out by the recipe's train.split")
     p.add_argument("--val-images", default=None, help="images folder of --val (default: --images)")
     p.add_argument("--out", default=None, help="run folder (default: runs/RECIPE)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/resume.safetensors")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from OUT/resume.safetensors (same recipe and settings)")
+    p.add_argument("--overwrite", action="store_true", help="delete the run already in OUT and start again")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--no-pretrained", action="store_true", help="random init instead of ImageNet weights")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         result = Trainer(
             cfg, source, out, device=args.device, pretrained=not args.no_pretrained, resume=args.resume,
             progress=not args.no_progress and sys.stderr.isatty(), max_steps=args.max_steps, ctx=ctx,
-            argv=sys.argv,
+            argv=sys.argv, overwrite=args.overwrite,
         ).fit()
     finally:
         shutdown_distributed()

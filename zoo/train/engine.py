@@ -43,9 +43,10 @@ from zoo.train.components import build_loss, build_mixer, build_optimizer, build
 from zoo.train.config import Stage, TrainPlan, resolve_plan
 from zoo.train.data import DataSource, SeededDataset, Split, epoch_batches
 from zoo.train.ema import ModelEMA
-from zoo.train.errors import TrainError
+from zoo.train.errors import TrainError, UnseenLabelsError
 from zoo.train.loop import EpochLoop, capped_batches, steps_per_epoch
 from zoo.train.progress import ProgressBar
+from zoo.train.run_guard import check_resume_config, check_run_folder, clear_run
 from zoo.train.runlog import MetricsLog, MetricsLogger, plot_curves, save_run_info
 from zoo.train.state import Position, TrainState
 from zoo.train.step import TrainStep, make_scaler
@@ -102,8 +103,11 @@ def _seed_everything(seed: int) -> None:
 class Trainer:
     """Runs every stage of ``cfg.train`` on the data of ``source``; writes into ``run_dir``.
 
-    ``max_steps`` stops after that many optimizer steps in total (smoke runs, benchmarks); ``resume``
-    continues from ``run_dir/resume.safetensors`` (a fresh start when there is none yet).
+    ``max_steps`` stops after that many optimizer steps in total (smoke runs, benchmarks). A folder
+    that already holds a run is protected (:mod:`zoo.train.run_guard`): ``resume`` continues it from
+    ``run_dir/resume.safetensors`` with the same configuration, ``overwrite`` deletes it and starts again;
+    without either the run refuses to start. Nothing is written before the recipe's first stage (its
+    data and model) is built.
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class Trainer:
         max_steps: int | None = None,
         ctx: DistContext | None = None,
         argv: list[str] | None = None,
+        overwrite: bool = False,
     ) -> None:
         from zoo.plugins import get_registry
 
@@ -130,6 +135,7 @@ class Trainer:
         self.ctx = ctx or init_distributed(device)
         self.pretrained = pretrained
         self.resume = resume
+        self.overwrite = overwrite
         self.progress = progress
         self.max_steps = max_steps
         self.argv = list(argv or sys.argv)
@@ -255,6 +261,26 @@ class Trainer:
                 "or do not rebuild/unfreeze the model in it"
             )
 
+    def _check_val_labels(self, val: Split | None, split: Split) -> None:
+        """Validation labels that are no training class cannot be scored by a classification head:
+        refuse a set of only such labels, say how many when some are."""
+        if val is None or not len(val.targets):
+            return
+        unseen = int((val.targets < 0).sum())
+        if not unseen:
+            return
+        names = val.unseen_labels
+        which = f"{len(names)} labels ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})" if names else "labels"
+        if unseen == len(val.targets):
+            raise UnseenLabelsError(
+                f"the validation set's {which} are none of the {split.num_classes} training classes: classification "
+                "GAP and accuracy need validation images of trained classes; validate on rows of the training "
+                "classes (e.g. drop --val and set the recipe's train.split), or measure retrieval with zoo retrieve"
+            )
+        if self.ctx.is_main:
+            log.warning("%d of %d validation images have %s unseen in training: they count as queries without a "
+                        "target in GAP, and accuracy is over the others", unseen, len(val.targets), which)
+
     def _note_world_size(self, stage: Stage) -> None:
         """Say so when this run's global batch differs from the recipe's (the schedule stays the recipe's)."""
         have = self.ctx.world_size
@@ -296,25 +322,24 @@ class Trainer:
     # -- main loop -----------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         state = self.state
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        _seed_everything(self.plan.seed)
+        check_run_folder(self.run_dir, resume=self.resume, overwrite=self.overwrite)
+        resolved: dict[str, Any] = OmegaConf.to_container(self.cfg, resolve=True)  # type: ignore[assignment]
         resume: Resume | None = None
-        if self.resume and (self.run_dir / RESUME_FILE).is_file():
+        if self.resume:
             resume = read_resume(self.run_dir, self.recipe)
-        elif self.resume:
-            log.warning("--resume: no %s yet in %s, starting from the beginning", RESUME_FILE, self.run_dir)
-        if self.ctx.is_main:
-            save_run_info(self.run_dir, OmegaConf.to_container(self.cfg, resolve=True),  # type: ignore[arg-type]
-                          self.plan.to_dict(), self.argv, self.registry)
+            check_resume_config(self.run_dir, resolved)
+        _seed_everything(self.plan.seed)
         start = resume.position if resume else Position()
         if resume:
             resume.restore_counters(state)
-            self.metrics.truncate_after(state.global_step)
+        # the recipe's data and model are checked before the run folder is touched
+        first = self._prepare_stage(self.plan.stages[start.stage], restoring=resume is not None)
+        self._open_run_folder(resolved, resume)
         stopped = False
         try:
             for stage in self.plan.stages[start.stage:]:
                 restoring = resume is not None and stage.index == start.stage
-                data = self._prepare_stage(stage, restoring)
+                data = first if stage.index == start.stage else self._prepare_stage(stage, restoring=False)
                 stopped = self._run_stage(data, resume if restoring else None)
                 if stopped:
                     break
@@ -328,6 +353,21 @@ class Trainer:
                 log.warning("%s; see %s", state.skips.summary(), self.run_dir / "skipped.json")
             plot_curves(self.run_dir)
         return TrainResult(self.run_dir, weights, state.global_step, state.history, state.skips.rows(), stopped)
+
+    def _open_run_folder(self, resolved: dict[str, Any], resume: Resume | None) -> None:
+        """Create (or, with ``overwrite``, empty) the run folder and write the run's description; on
+        resume, cut the metrics log back to the checkpoint."""
+        self.ctx.barrier()  # every rank has checked the folder before rank 0 writes into it
+        if self.ctx.is_main:
+            if self.overwrite:
+                gone = clear_run(self.run_dir)
+                if gone:
+                    log.warning("--overwrite: deleted the previous run's %s in %s", ", ".join(gone), self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_run_info(self.run_dir, resolved, self.plan.to_dict(), self.argv, self.registry)
+        if resume is not None:
+            self.metrics.truncate_after(self.state.global_step)
+        self.ctx.barrier()
 
     def _gather_skips(self) -> None:
         """Merge every rank's skip report into rank 0's (JSON lines in a byte tensor, no pickle)."""
@@ -354,6 +394,7 @@ class Trainer:
         self.state.label_names = list(split.label_names)
         val = self.source.val_split(image_size=stage.image_size, augment=stage.val_augment, label_names=split.label_names,
                                     **({"key": stage.data} if holdout is not None else {}))
+        self._check_val_labels(val, split)
         if holdout is not None and self.ctx.is_main:
             log.info("stage %s: train.split %s on '%s': training on %s, validating every epoch on %s", stage.name,
                      holdout, stage.data, _rows_and_classes(split.targets), _rows_and_classes(val.targets if val else None))
