@@ -10,7 +10,9 @@ Modules (each small, named for what it holds):
   :mod:`zoo.train.checkpoint`: resumable state in one safetensors file + JSON header (no pickle), the
   checkpointing callback and resume.
 * :mod:`zoo.train.state`: what a run holds between steps; :mod:`zoo.train.components`: a stage's
-  optimizer, schedule, loss, sampler and mixer from the trainer's registry.
+  optimizer, schedule, loss, sampler and mixer from the trainer's registry; :mod:`zoo.train.stage_model`:
+  the model a stage trains (build, transition, DDP wrap); :mod:`zoo.train.stage_checks`: validation
+  labels, the recipe's world size and hold-out, checked and reported at a stage's start.
 * :mod:`zoo.train.step`: :class:`~zoo.train.step.TrainStep` (AMP forward/backward, accumulation, clipping).
 * :mod:`zoo.train.transitions`: freezing, head re-initialisation, stage start weights.
 * :mod:`zoo.train.data`: per-stage splits, deterministic batches, in-memory source; :mod:`zoo.train.files`:

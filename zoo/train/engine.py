@@ -31,11 +31,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from zoo.assembly import build_model, data_config
+from zoo.assembly import data_config
 from zoo.atomic import save_safetensors, write_json
 from zoo.data.dataset import SkipReport
 from zoo.distributed import DistContext, init_distributed
-from zoo.recipes import apply_overrides
 from zoo.registry import Registry
 from zoo.train.callbacks import CallbackList
 from zoo.train.checkpoint import RESUME_FILE, Checkpointer, Resume, read_resume
@@ -43,20 +42,16 @@ from zoo.train.components import build_loss, build_mixer, build_optimizer, build
 from zoo.train.config import Stage, TrainPlan, resolve_plan
 from zoo.train.data import DataSource, SeededDataset, Split, epoch_batches
 from zoo.train.ema import ModelEMA
-from zoo.train.errors import TrainError, UnseenLabelsError
+from zoo.train.errors import TrainError
 from zoo.train.loop import EpochLoop, capped_batches, steps_per_epoch
 from zoo.train.progress import ProgressBar
 from zoo.train.run_guard import check_resume_config, check_run_folder, clear_run
 from zoo.train.runlog import MetricsLog, MetricsLogger, plot_curves, save_run_info
 from zoo.train.state import Position, TrainState
 from zoo.train.step import TrainStep, make_scaler
-from zoo.train.transitions import (
-    StageTransitionError,
-    apply_trainable,
-    load_init,
-    reinit_modules,
-    transfer_weights,
-)
+from zoo.train.stage_checks import check_val_labels, describe_split, note_world_size
+from zoo.train.stage_model import StageModels
+from zoo.train.transitions import StageTransitionError
 from zoo.train.validation import Validator
 
 log = logging.getLogger(__name__)
@@ -87,11 +82,6 @@ class StageData:
     dataset: SeededDataset
     sampler: Any
     num_batches: int
-
-
-def _rows_and_classes(targets: np.ndarray | None) -> str:
-    t = np.asarray(targets if targets is not None else [], dtype=np.int64)
-    return f"{len(t)} rows of {len(np.unique(t[t >= 0]))} classes"
 
 
 def _seed_everything(seed: int) -> None:
@@ -151,88 +141,12 @@ class Trainer:
         self.recipe = str(cfg.get("name"))
         self.metrics = MetricsLog(self.run_dir, enabled=self.ctx.is_main)
         self.state = TrainState()
-        self.model_key: tuple[Any, ...] | None = None
+        self.models = StageModels(cfg, self.registry, self.plan, self.ctx, pretrained)
         self.group_offset = 0
 
     @property
     def model(self) -> nn.Module | None:
         return self.state.model
-
-    # -- model -----------------------------------------------------------------------------
-    def _stage_cfg(self, stage: Stage, num_classes: int) -> DictConfig:
-        cfg = OmegaConf.create(OmegaConf.to_container(self.cfg, resolve=True))
-        OmegaConf.set_struct(cfg, False)
-        cfg.model.head.num_classes = int(num_classes)
-        if stage.model_overrides:
-            cfg = apply_overrides(cfg, stage.model_overrides, what=self.recipe)
-        return cfg
-
-    def _build(self, stage: Stage, num_classes: int, pretrained: str | None) -> nn.Module:
-        """``pretrained``: None, ``imagenet`` (timm's ImageNet init through ``model.backbone.pretrained``)
-        or ``manifest`` (the recipe's verified weights from the weights manifest, e.g. the embedded
-        default's offline EfficientNet-Lite0)."""
-        cfg = self._stage_cfg(stage, num_classes)
-        if pretrained == "imagenet":
-            cfg.model.backbone.pretrained = True
-        torch.manual_seed(self.plan.seed + 1000 * stage.index)
-        model = build_model(cfg, self.registry)
-        if getattr(model, "head", None) is None:
-            raise TrainError("the model has no head; training needs one")
-        if pretrained == "manifest":
-            from zoo.weights.loading import load_pretrained
-
-            entry = load_pretrained(model, cfg, registry=self.registry)
-            log.info("stage %s: initialised from weights '%s'", stage.name, getattr(entry, "name", "?"))
-        return model
-
-    def _setup_model(self, stage: Stage, split: Split, restoring: bool) -> bool:
-        """Build or transition the model for ``stage``; returns True if it was (re)built."""
-        key = (split.num_classes, tuple(stage.model_overrides))
-        rebuilt = False
-        if self.state.model is None:
-            init = None
-            if self.pretrained and not restoring:
-                init = "manifest" if stage.init == "pretrained" else ("imagenet" if stage.init == "previous" else None)
-            elif stage.init == "pretrained" and not restoring:
-                log.warning("stage %s: init: pretrained skipped (--no-pretrained)", stage.name)
-            self.state.model = self._build(stage, split.num_classes, pretrained=init)
-            rebuilt = True
-        elif key != self.model_key:
-            new = self._build(stage, split.num_classes, pretrained=None)
-            moved = transfer_weights(self.state.model, new)
-            log.info("stage %s: model rebuilt (%d tensors carried over, %d new)", stage.name, moved["copied"], moved["new"])
-            self.state.model = new
-            rebuilt = True
-        self.model_key = key
-        model = self.state.model
-        if not restoring:
-            if stage.init not in ("previous", "pretrained", "none", ""):
-                load_init(model, stage.init, strict=stage.init_strict, drop=stage.init_drop)
-            if stage.reinit:
-                done = reinit_modules(model, stage.reinit, self.plan.seed + 7919 * (stage.index + 1))
-                log.info("stage %s: re-initialised %s", stage.name, ", ".join(done))
-        counts = apply_trainable(
-            model, freeze=stage.freeze, trainable=stage.trainable,
-            freeze_first_n_params=stage.freeze_first_n_params,
-        )
-        log.info("stage %s: %d parameter tensors train, %d frozen", stage.name, counts["trainable"], counts["frozen"])
-        model.to(self.ctx.device)
-        if stage.channels_last:
-            model.to(memory_format=torch.channels_last)
-        return rebuilt
-
-    def _wrap(self) -> nn.Module:
-        assert self.state.model is not None
-        if not self.ctx.distributed:
-            return self.state.model
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        model: nn.Module = self.state.model
-        if self.plan.sync_bn and self.ctx.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            self.state.model = model
-        ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-        return DDP(model, device_ids=ids, broadcast_buffers=True)
 
     # -- optimisation ------------------------------------------------------------------------
     def _group_epochs(self, stage: Stage) -> int:
@@ -260,49 +174,6 @@ class Trainer:
                 f"hold ({', '.join(new[:3])} ...): set continue: false for this stage (a fresh optimizer) "
                 "or do not rebuild/unfreeze the model in it"
             )
-
-    def _check_val_labels(self, val: Split | None, split: Split) -> None:
-        """Validation labels that are no training class cannot be scored by a classification head:
-        refuse a set of only such labels, say how many when some are."""
-        if val is None or not len(val.targets):
-            return
-        unseen = int((val.targets < 0).sum())
-        if not unseen:
-            return
-        names = val.unseen_labels
-        which = f"{len(names)} labels ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})" if names else "labels"
-        if unseen == len(val.targets):
-            raise UnseenLabelsError(
-                f"the validation set's {which} are none of the {split.num_classes} training classes: classification "
-                "GAP and accuracy need validation images of trained classes; validate on rows of the training "
-                "classes (e.g. drop --val and set the recipe's train.split), or measure retrieval with zoo retrieve"
-            )
-        if self.ctx.is_main:
-            log.warning("%d of %d validation images have %s unseen in training: they count as queries without a "
-                        "target in GAP, and accuracy is over the others", unseen, len(val.targets), which)
-
-    def _note_world_size(self, stage: Stage) -> None:
-        """Say so when this run's global batch differs from the recipe's (the schedule stays the recipe's)."""
-        have = self.ctx.world_size
-        if have == stage.world_size or not self.ctx.is_main:
-            return
-        want = stage.batch_size * stage.world_size * stage.accumulate
-        got = stage.batch_size * have * stage.accumulate
-        raw = self.cfg.train.get("stages") if self.cfg.get("train") is not None else None
-        if not raw:
-            key = "train.accumulate"
-        else:
-            own = "accumulate" in (raw[stage.index] or {})
-            key = f"{'' if own else '+'}train.stages.{stage.index}.accumulate"
-        k, rest = divmod(stage.world_size * stage.accumulate, have)
-        fix = (f"to match it, set {key}={k}" if k >= 1 and rest == 0 else
-               f"to match it, choose train.batch_size and accumulate so that batch_size x {have} x accumulate = {want}")
-        log.warning(
-            "stage %s: the recipe's global batch is %d (batch_size %d x world_size %d x accumulate %d), this run's "
-            "is %d (%d x %d process%s x %d); the schedule is the recipe's, unchanged: %s",
-            stage.name, want, stage.batch_size, stage.world_size, stage.accumulate, got, stage.batch_size, have,
-            "" if have == 1 else "es", stage.accumulate, fix,
-        )
 
     # -- weights -------------------------------------------------------------------------------
     def _save_weights(self, name: str = WEIGHTS_FILE) -> Path | None:
@@ -394,12 +265,11 @@ class Trainer:
         self.state.label_names = list(split.label_names)
         val = self.source.val_split(image_size=stage.image_size, augment=stage.val_augment, label_names=split.label_names,
                                     **({"key": stage.data} if holdout is not None else {}))
-        self._check_val_labels(val, split)
+        check_val_labels(val, split, self.ctx)
         if holdout is not None and self.ctx.is_main:
-            log.info("stage %s: train.split %s on '%s': training on %s, validating every epoch on %s", stage.name,
-                     holdout, stage.data, _rows_and_classes(split.targets), _rows_and_classes(val.targets if val else None))
-        self._note_world_size(stage)
-        rebuilt = self._setup_model(stage, split, restoring=restoring)
+            describe_split(stage, holdout, split, val)
+        note_world_size(stage, self.ctx, self.cfg)
+        rebuilt = self.models.setup(self.state, stage, split, restoring=restoring)
         dataset = SeededDataset(split.dataset, self.plan.seed + stage.index)
         sampler = build_sampler(self.registry, stage, split, self.ctx, self.plan.seed)
         n_batches = len(capped_batches(epoch_batches(sampler, 0, stage.batch_size, stage.drop_last), stage))
@@ -439,7 +309,7 @@ class Trainer:
         if resume is not None:
             resume.restore_training(state)
             start_epoch, skip = resume.start()
-        model = self._wrap()
+        model = self.models.wrap(state)
         step = TrainStep(
             model, loss_fn, state.optimizer, device=ctx.device, amp=stage.amp, accumulate=stage.accumulate,
             clip_grad=stage.clip_grad, channels_last=stage.channels_last, scaler=state.scaler,
