@@ -87,6 +87,15 @@ def test_resume_refuses_a_changed_config_and_names_the_keys(finished, tmp_path):
     lines = _lines(run)
     result = _trainer(tiny_cfg(epochs=1, workers=0, log_every=3, checkpoint_every_steps=2), run, resume=True).fit()
     assert result.global_step == 4 and _lines(run) == lines
+    # the comparison is with the configuration the checkpoint recorded, whatever config.json says now
+    # (a run-folder writer may rewrite it, e.g. with the trained head's class count)
+    cfg_json = json.loads(config)
+    cfg_json["model"]["head"]["num_classes"] = 4
+    cfg_json["train"]["lr"] = 123.0
+    (run / "config.json").write_text(json.dumps(cfg_json))
+    assert _trainer(tiny_cfg(epochs=1), run, resume=True).fit().global_step == 4
+    with pytest.raises(ResumeConfigError, match=r"train.lr \(0.01 -> 0.02\)"):
+        _trainer(tiny_cfg(epochs=1, lr=2e-2), run, resume=True).fit()
     # another recipe's checkpoint
     other = tiny_cfg(epochs=1)
     other.name = "another"
@@ -103,6 +112,8 @@ def test_resume_without_a_run_is_an_error(tmp_path):
     (half / "config.json").write_text(json.dumps({"name": "tiny-test"}))
     with pytest.raises(RunNotFoundError, match="stopped before its first checkpoint .*--overwrite"):
         _trainer(tiny_cfg(epochs=1), half, resume=True).fit()
+    with pytest.raises(RunExistsError, match="stopped before its first checkpoint: .*--overwrite"):
+        _trainer(tiny_cfg(epochs=1), half).fit()
 
 
 def test_val_labels_never_seen_in_training_explain_themselves(tmp_path, caplog):

@@ -177,8 +177,9 @@ def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
 
 
 # -- checkpointing a run ---------------------------------------------------------------------------
-def state_header(state: TrainState, pos: Position, recipe: str) -> dict[str, Any]:
-    """The JSON part of a run's checkpoint besides optimizer and RNG (see the module docstring)."""
+def state_header(state: TrainState, pos: Position, recipe: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON part of a run's checkpoint besides optimizer and RNG (see the module docstring);
+    ``config``: the resolved recipe the run trains (what ``--resume`` compares against)."""
     return {
         "position": pos.__dict__.copy(),
         "global_step": state.global_step,
@@ -190,16 +191,18 @@ def state_header(state: TrainState, pos: Position, recipe: str) -> dict[str, Any
         "skipped": state.skips.rows(),
         "label_names_count": len(state.label_names),
         "recipe": recipe,
+        "config": config,
     }
 
 
-def save_checkpoint(run_dir: Path, state: TrainState, pos: Position, recipe: str, ctx: DistContext) -> None:
+def save_checkpoint(run_dir: Path, state: TrainState, pos: Position, recipe: str, ctx: DistContext,
+                    config: dict[str, Any] | None = None) -> None:
     """Rank 0 writes ``run_dir/resume.safetensors``; every rank waits for it."""
     assert state.model is not None and state.optimizer is not None
     if ctx.is_main:
         save_train_state(
             Path(run_dir) / RESUME_FILE, model_state=state.model.state_dict(), optimizer=state.optimizer,
-            header=state_header(state, pos, recipe), ema_state=state.ema.state_dict() if state.ema else None,
+            header=state_header(state, pos, recipe, config), ema_state=state.ema.state_dict() if state.ema else None,
         )
     ctx.barrier()
 
@@ -209,8 +212,8 @@ class Checkpointer(Callback):
     epoch's last batch) and after every complete epoch (after the epoch's record is logged, so a
     resume never loses or repeats a metrics line)."""
 
-    def __init__(self, run_dir: Path, recipe: str, ctx: DistContext) -> None:
-        self.run_dir, self.recipe, self.ctx = Path(run_dir), recipe, ctx
+    def __init__(self, run_dir: Path, recipe: str, ctx: DistContext, config: dict[str, Any] | None = None) -> None:
+        self.run_dir, self.recipe, self.ctx, self.config = Path(run_dir), recipe, ctx, config
 
     def on_step_end(self, state: TrainState, epoch: EpochState) -> None:
         every = epoch.stage.checkpoint_every_steps
@@ -219,11 +222,11 @@ class Checkpointer(Callback):
         state.meters = {"loss_sum": float(epoch.loss_sum[0]), "count": float(epoch.loss_sum[1])}
         if not epoch.last_batch:
             save_checkpoint(self.run_dir, state, Position(epoch.stage.index, epoch.epoch, epoch.batch + 1, False),
-                            self.recipe, self.ctx)
+                            self.recipe, self.ctx, self.config)
 
     def on_epoch_end(self, state: TrainState, epoch: EpochState) -> None:
         save_checkpoint(self.run_dir, state, Position(epoch.stage.index, epoch.epoch, epoch.num_batches, True),
-                        self.recipe, self.ctx)
+                        self.recipe, self.ctx, self.config)
 
 
 @dataclass

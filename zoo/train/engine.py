@@ -141,6 +141,7 @@ class Trainer:
         self.recipe = str(cfg.get("name"))
         self.metrics = MetricsLog(self.run_dir, enabled=self.ctx.is_main)
         self.state = TrainState()
+        self.resolved: dict[str, Any] | None = None  # the resolved recipe, recorded in every checkpoint
         self.models = StageModels(cfg, self.registry, self.plan, self.ctx, pretrained)
         self.group_offset = 0
 
@@ -194,11 +195,11 @@ class Trainer:
     def fit(self) -> TrainResult:
         state = self.state
         check_run_folder(self.run_dir, resume=self.resume, overwrite=self.overwrite)
-        resolved: dict[str, Any] = OmegaConf.to_container(self.cfg, resolve=True)  # type: ignore[assignment]
+        self.resolved = resolved = OmegaConf.to_container(self.cfg, resolve=True)  # type: ignore[assignment]
         resume: Resume | None = None
         if self.resume:
             resume = read_resume(self.run_dir, self.recipe)
-            check_resume_config(self.run_dir, resolved)
+            check_resume_config(self.run_dir, resolved, resume.header.get("config"))
         _seed_everything(self.plan.seed)
         start = resume.position if resume else Position()
         if resume:
@@ -320,7 +321,7 @@ class Trainer:
                       batch_size=stage.batch_size, amp=stage.amp, workers=self.plan.workers),
             MetricsLogger(self.metrics, ctx, self.plan.log_every),
             ProgressBar(self.progress and ctx.is_main),
-            Checkpointer(self.run_dir, self.recipe, ctx),
+            Checkpointer(self.run_dir, self.recipe, ctx, self.resolved),
         ])
         loop = EpochLoop(state, ctx, step=step, loss_fn=loss_fn, mixer=mixer, dataset=data.dataset,
                          sampler=data.sampler, num_classes=data.split.num_classes, seed=self.plan.seed,

@@ -57,6 +57,11 @@ def check_run_folder(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
             )
         raise RunNotFoundError(f"--resume: {run_dir} holds no run to resume (no {RESUME_FILE}): drop --resume to start one")
     if holds_run(run_dir) and not overwrite:
+        if not (run_dir / RESUME_FILE).is_file():
+            raise RunExistsError(
+                f"{run_dir} already holds a run{_recipe_of(run_dir)} that stopped before its first checkpoint: "
+                "write to another --out, or pass --overwrite to start again"
+            )
         raise RunExistsError(
             f"{run_dir} already holds a run{_recipe_of(run_dir)}: continue it with --resume, write to another "
             "--out, or pass --overwrite to start again"
@@ -104,12 +109,15 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, 
             if a.get(k) != b.get(k) and _last_key(k) not in NEUTRAL_KEYS]
 
 
-def check_resume_config(run_dir: Path, resolved: dict[str, Any]) -> None:
-    """Refuse ``--resume`` with a configuration that differs from the run's ``config.json``."""
+def check_resume_config(run_dir: Path, resolved: dict[str, Any], recorded: dict[str, Any] | None = None) -> None:
+    """Refuse ``--resume`` with a configuration that differs from the run's: ``recorded`` (the resolved
+    recipe its checkpoint holds), else its ``config.json`` (checkpoints written before they held one)."""
     path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        return
-    changes = config_changes(json.loads(path.read_text()), resolved)
+    if recorded is None:
+        if not path.is_file():
+            return
+        recorded = json.loads(path.read_text())
+    changes = config_changes(recorded, resolved)
     if changes:
         shown = ", ".join(f"{k} ({a!r} -> {b!r})" for k, a, b in changes[:6])
         more = f" and {len(changes) - 6} more" if len(changes) > 6 else ""
