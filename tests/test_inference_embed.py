@@ -253,17 +253,17 @@ def test_peak_memory_flat_at_10x_images(tmp_path):
 
 def test_ranks_write_disjoint_shards(tmp_path, tiny_model):
     """torchrun: rank r of W writes shards r, r+W, ...; together they equal a single-process run."""
-    from zoo.inference.embed import DistInfo
+    from zoo.distributed import DistContext
 
     records = list_images(make_images(tmp_path / "imgs", 9))
     opts = EmbedOptions(batch_size=4, shard_size=2, num_workers=0, progress=False, device="cpu")
-    r1 = embed_to_folder(tiny_model, records, tmp_path / "emb", options=opts, dist=DistInfo(1, 2, 0))
+    r1 = embed_to_folder(tiny_model, records, tmp_path / "emb", options=opts, dist=DistContext(1, 2, 0))
     assert r1.shards_done == [1, 3]
     store = EmbeddingStore(tmp_path / "emb")
     assert store.missing_shards() == [0, 2, 4]
     with pytest.raises(EmbeddingStoreError, match="Run the same `zoo embed` command again"):
         store.load()
-    r0 = embed_to_folder(tiny_model, records, tmp_path / "emb", options=opts, dist=DistInfo(0, 2, 0))
+    r0 = embed_to_folder(tiny_model, records, tmp_path / "emb", options=opts, dist=DistContext(0, 2, 0))
     assert r0.shards_done == [0, 2, 4]
     ids, emb = EmbeddingStore(tmp_path / "emb").load()
     ref_ids, ref, _ = embed_records(Embedder(tiny_model), records, num_workers=0)

@@ -167,8 +167,10 @@ def test_every_recipe_train_section_resolves_to_registered_components(registry):
     assert resolve_plan(zoo.get_recipe("glr2019-xception-cbp", registry=registry)).stages[0].freeze_first_n_params == 85
 
 
-def test_gap_and_accuracy():
-    from zoo.train.validation import accuracy, gap_score
+def test_gap_and_accuracy(registry):
+    from zoo.train.validation import accuracy
+
+    gap_score = registry.create("metric", "gap")  # what the trainer's validation uses
 
     # sorted by confidence: correct, wrong, correct -> (1/1 + 2/3) / 3 queries with a target
     assert gap_score([1, 2, 3], [0.9, 0.8, 0.7], [1, 0, 3]) == pytest.approx((1 + 2 / 3) / 3)

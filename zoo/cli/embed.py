@@ -37,7 +37,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from zoo.data.images import list_images
-    from zoo.inference.embed import DistInfo, embed_to_folder
+    from zoo.distributed import DistContext
+    from zoo.inference.embed import embed_to_folder
     from zoo.inference.options import embed_options_from_args, model_from_args, preprocesses_from_args
 
     records = list_images(args.images, args.image_root)
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         records = records[: args.limit]
     model, meta = model_from_args(args)
     options = embed_options_from_args(args, shard_size=args.shard_size, fp16=args.fp16)
-    dist = DistInfo.from_env()
+    dist = DistContext.from_env()
     report = embed_to_folder(
         model, records, args.out, options=options, preprocesses=preprocesses_from_args(model, args),
         meta=meta, dist=dist, overwrite=args.overwrite,

@@ -5,9 +5,15 @@ Runs every stage of the recipe's ``train:`` section (see ``zoo info RECIPE``). D
 under ``--images``, or an image-folder tree (one sub-folder per class). Stages that train on another
 subset name it (``data: full``) and get it with ``--data full=PATH``.
 
+Validation: without ``--val``, a recipe with a ``train.split`` (e.g. GLR2020 3rd place's fold rule)
+holds its validation rows out of ``--data`` itself and validates on them every epoch; ``--val``
+replaces the rule, ``--no-split`` trains on every row without validation.
+
 Multi-GPU: ``torchrun --nproc_per_node=8 -m zoo train RECIPE ...`` (NCCL; gloo on CPU); batch sizes
-are per process. ImageNet initialisation is on unless ``--no-pretrained``. ``--resume`` continues a
-run from OUT/resume.safetensors (written every epoch and every ``train.checkpoint_every_steps``).
+are per process and the recipe's ``world_size`` says how many processes it was trained with.
+ImageNet initialisation is on unless ``--no-pretrained``. ``--resume`` continues a run from
+OUT/resume.safetensors (written every epoch and every ``train.checkpoint_every_steps``) and refuses a
+changed configuration; a folder that holds a run is never overwritten unless ``--overwrite``.
 
 Examples:
   zoo train glr2021-top100-effnet-b0 --data train.csv --images train/ --val val.csv --out runs/b0
@@ -33,10 +39,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", action="append", required=True, metavar="[KEY=]PATH",
                    help="training CSV or image folder; repeat as KEY=PATH for stages with data: KEY (default key: train)")
     p.add_argument("--images", default=None, help="folder the CSV ids are found under (default: the CSV's folder)")
-    p.add_argument("--val", default=None, help="validation CSV or folder (GAP and accuracy each epoch)")
+    p.add_argument("--val", default=None,
+                   help="validation CSV or folder (GAP and accuracy each epoch); replaces the recipe's train.split")
+    p.add_argument("--no-split", action="store_true",
+                   help="train on every row of --data: no validation rows held out by the recipe's train.split")
     p.add_argument("--val-images", default=None, help="images folder of --val (default: --images)")
     p.add_argument("--out", default=None, help="run folder (default: runs/RECIPE)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/resume.safetensors")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from OUT/resume.safetensors (same recipe and settings)")
+    p.add_argument("--overwrite", action="store_true", help="delete the run already in OUT and start again")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--no-pretrained", action="store_true", help="random init instead of ImageNet weights")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
@@ -88,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     from zoo.assembly import data_config
     from zoo.plugins import get_registry
-    from zoo.train.distributed import init_distributed, shutdown_distributed
+    from zoo.distributed import init_distributed, shutdown_distributed
     from zoo.train.engine import Trainer
     from zoo.train.files import FileSource
 
@@ -96,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None:
         overrides.append(f"train.workers={args.workers}")
     cfg = load_recipe(args.recipe, overrides)
+    if (args.val or args.no_split) and cfg.get("train") is not None and cfg.train.get("split") is not None:
+        cfg.train.split = None  # --val / --no-split replace the recipe's hold-out rule (recorded in config.json)
     out = Path(args.out or Path("runs") / str(cfg.name))
     ctx = init_distributed(args.device)
     if ctx.device.type == "cuda":
@@ -110,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         result = Trainer(
             cfg, source, out, device=args.device, pretrained=not args.no_pretrained, resume=args.resume,
             progress=not args.no_progress and sys.stderr.isatty(), max_steps=args.max_steps, ctx=ctx,
-            argv=sys.argv,
+            argv=sys.argv, overwrite=args.overwrite,
         ).fit()
     finally:
         shutdown_distributed()

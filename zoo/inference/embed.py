@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.data.images import ImageRecord
+from zoo.distributed import DistContext
 from zoo.inference.dataset import ImageStream, default_num_workers, sample_loader
 from zoo.inference.preprocess import Preprocess, model_preprocesses
 from zoo.inference.store import (
@@ -68,23 +68,6 @@ class EmbedOptions:
 
 
 @dataclass
-class DistInfo:
-    """This process's rank in a ``torchrun`` launch (rank 0 of 1 otherwise)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> "DistInfo":
-        return cls(
-            int(os.environ.get("RANK", 0)),
-            int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)),
-        )
-
-
-@dataclass
 class EmbedReport:
     """What one ``embed_to_folder`` call did."""
 
@@ -102,10 +85,10 @@ class EmbedReport:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
 
-def resolve_device(device: str, dist: DistInfo | None = None) -> torch.device:
+def resolve_device(device: str, dist: DistContext | None = None) -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", (dist or DistInfo.from_env()).local_rank % torch.cuda.device_count())
+            return torch.device("cuda", (dist or DistContext.from_env()).local_rank % torch.cuda.device_count())
         return torch.device("cpu")
     return torch.device(device)
 
@@ -360,7 +343,7 @@ RESUME_KEYS = ("num_records", "shard_size", "records_sha256", "dim", "dtype", "f
                "recipe", "checkpoint")
 
 
-def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool, dist: DistInfo) -> None:
+def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool, dist: DistContext) -> None:
     """Create the manifest, or check that an existing folder was written with the same settings.
 
     With ``overwrite`` every rank writes the (identical) manifest atomically and deletes only its
@@ -403,14 +386,14 @@ def embed_to_folder(
     options: EmbedOptions | None = None,
     preprocesses: Sequence[Preprocess] | None = None,
     meta: dict[str, Any] | None = None,
-    dist: DistInfo | None = None,
+    dist: DistContext | None = None,
     overwrite: bool = False,
 ) -> EmbedReport:
     """Embed ``records`` into the shard folder ``out`` (resuming, this rank's shards only)."""
     from tqdm.auto import tqdm
 
     options = options or EmbedOptions()
-    dist = dist or DistInfo.from_env()
+    dist = dist or DistContext.from_env()
     out = Path(out)
     device = resolve_device(options.device, dist)
     embedder = Embedder(

@@ -23,7 +23,7 @@ import numpy as np
 from zoo.data.dataset import ImageDataset, LabelMap
 from zoo.data.images import ImageRecord, list_images
 from zoo.registry import Registry
-from zoo.train.data import Split, TrainDataError
+from zoo.train.data import Split, TrainDataError, check_single_validation, hold_out, unseen_labels
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,9 @@ class FileSource:
     """A :class:`zoo.train.data.DataSource` over CSVs / image folders.
 
     ``train``: data key -> (CSV or folder, images root or None); ``val`` likewise (its labels are
-    mapped through the training label map; unknown ones count as queries without a target).
+    mapped through the training label map; unknown ones count as queries without a target). Without
+    ``val``, a ``holdout`` split spec holds validation rows of each stage's data out (see
+    :mod:`zoo.train.data`).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class FileSource:
         self.registry = registry
         self.mean, self.std = tuple(mean), tuple(std)
         self._records: dict[Any, list[ImageRecord]] = {}
+        self._held_out: dict[str, list[ImageRecord]] = {}
 
     def _list(self, src: Path, images: Path | None) -> list[ImageRecord]:
         key = (src, images)
@@ -71,7 +74,7 @@ class FileSource:
         return self.registry.create("augmentation", spec["type"], image_size, mean=self.mean, std=self.std, **kw)
 
     def train_split(self, key: str, *, image_size: int, augment: dict[str, Any] | None, seed: int,
-                    resample: dict[str, Any] | None = None) -> Split:
+                    resample: dict[str, Any] | None = None, holdout: dict[str, Any] | None = None) -> Split:
         if key not in self.train:
             raise TrainDataError(
                 f"the stage trains on data '{key}' but only {', '.join(self.train)} was given: pass "
@@ -84,13 +87,25 @@ class FileSource:
             records = list(self.registry.create("sampler", resample["type"], **kw)(records, seed=seed))
             log.info("resample %s: %d -> %d training images", resample["type"], before, len(records))
         label_map = LabelMap.from_records(records)
+        counts = None
+        if holdout is not None:
+            check_single_validation(self.val is not None)
+            targets = label_map.targets(records)
+            counts = np.bincount(targets, minlength=len(label_map)).astype(np.int64)
+            records, self._held_out[key] = hold_out(targets, holdout).take(records)
         ds = ImageDataset(records, self._transform(augment, image_size), label_map=label_map, max_side=2 * image_size)
-        return Split(ds, np.asarray(ds.targets, dtype=np.int64), [label_map.label(i) for i in range(len(label_map))])
+        return Split(ds, np.asarray(ds.targets, dtype=np.int64), [label_map.label(i) for i in range(len(label_map))],
+                     row_counts=counts)
 
-    def val_split(self, *, image_size: int, augment: dict[str, Any] | None, label_names: Sequence[str]) -> Split | None:
-        if self.val is None:
+    def val_split(self, *, image_size: int, augment: dict[str, Any] | None, label_names: Sequence[str],
+                  key: str | None = None) -> Split | None:
+        if key is not None and key in self._held_out:
+            records = self._held_out[key]
+        elif self.val is None:
             return None
-        records = self._list(*self.val)
-        ds = ImageDataset(records, self._transform(augment, image_size), label_map=LabelMap(list(label_names)),
-                          max_side=2 * image_size)
-        return Split(ds, np.asarray(ds.targets, dtype=np.int64), list(label_names))
+        else:
+            records = self._list(*self.val)
+        label_map = LabelMap(list(label_names))
+        ds = ImageDataset(records, self._transform(augment, image_size), label_map=label_map, max_side=2 * image_size)
+        return Split(ds, np.asarray(ds.targets, dtype=np.int64), list(label_names),
+                     unseen_labels=unseen_labels([r.label for r in records], label_map))

@@ -1,10 +1,13 @@
-"""torch.distributed glue for ``torchrun``: NCCL on GPUs, gloo on CPU; rank 0 writes.
+"""Where a process stands in a ``torchrun`` launch: the one distributed context of training and embedding.
 
-``torchrun --nproc_per_node=N -m zoo train ...`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``;
-:func:`init_distributed` reads them (a plain ``zoo train`` is a world of one). The seed systems all
-trained with data-parallel replicas (GLR2020 3rd place: apex DDP on 6-8 GPUs; GLR2021 1st place: DDP
-8xV100; GUIE 2022 2nd place: 6xA40); zoo uses torch DDP, ``batch_size`` being per process as they
-state it.
+``torchrun --nproc_per_node=N -m zoo train|embed ...`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``.
+
+* Training: :func:`init_distributed` reads them and builds the process group (NCCL on GPUs, gloo on
+  CPU; a plain ``zoo train`` is a world of one); rank 0 writes. The seed systems all trained with
+  data-parallel replicas (GLR2020 3rd place: apex DDP on 6-8 GPUs; GLR2021 1st place: DDP 8xV100;
+  GUIE 2022 2nd place: 6xA40); zoo uses torch DDP, ``batch_size`` being per process as they state it.
+* Embedding: :meth:`DistContext.from_env` reads them without a process group (each rank writes its
+  own shards, nothing is exchanged).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from zoo.registry import ZooError
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,16 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.backend is not None
+
+    @classmethod
+    def from_env(cls) -> "DistContext":
+        """Rank, world size and local rank from torchrun's environment, without a process group
+        (``backend`` None: the collectives below are no-ops; the device stays the default)."""
+        return cls(
+            int(os.environ.get("RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
 
     def barrier(self) -> None:
         if self.distributed:
@@ -83,8 +98,6 @@ def init_distributed(device: str | None = None, timeout_s: int = 1800, force: bo
     want = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if want.startswith("cuda"):
         if not torch.cuda.is_available():
-            from zoo.registry import ZooError
-
             raise ZooError("--device cuda but CUDA is not available; use --device cpu")
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)
