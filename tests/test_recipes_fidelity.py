@@ -1,0 +1,160 @@
+"""Recipes equal the released systems: stage tables transcribed from the upstream training commands and
+configs, the learning rate of every optimizer step of a tiny run against the upstream schedule code,
+and the recipes' split rules, data rules and inference switches.
+
+Every expected value below is transcribed from the upstream repository (file and line in the comment),
+not from the recipes, so a recipe that drifts fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import zoo
+from test_train_support import synthetic_images, tiny_registry
+from zoo.train.config import resolve_plan
+from zoo.train.data import TensorSource
+from zoo.train.engine import Trainer
+
+# -- GLR2020 3rd place: README.md training commands (haqishen @ a7947ff) --------------------------------
+# (world_size = --nproc_per_node, image size, batch per GPU, --init-lr, --n-epochs, --stop-at-epoch or None,
+#  data: step 0 = full GLDv2, later steps = GLDv2x)
+GLR2020_README = {
+    "glr2020-3rd-effnet-b7": (0, [  # L50-56, --fold 0
+        (6, 256, 42, 1e-4, 10, None, "full"), (8, 512, 16, 1e-4, 40, 13, "train"),
+        (8, 672, 10, 5e-5, 20, 1, "train"), (8, 672, 10, 1e-4, 14, 4, "train")]),
+    "glr2020-3rd-effnet-b6": (1, [  # L62-66, --fold 1
+        (4, 256, 64, 1e-4, 10, None, "full"), (8, 512, 22, 1e-4, 40, 28, "train"),
+        (8, 768, 10, 1e-5, 5, None, "train")]),
+    "glr2020-3rd-effnet-b6b": (1, [  # L62, L70
+        (4, 256, 64, 1e-4, 10, None, "full"), (8, 512, 22, 1e-4, 40, 36, "train")]),
+    "glr2020-3rd-effnet-b5": (2, [  # L76-80, --fold 2
+        (4, 256, 64, 1e-4, 10, None, "full"), (8, 576, 24, 1e-4, 40, 16, "train"),
+        (8, 768, 13, 5e-5, 20, 1, "train")]),
+    "glr2020-3rd-effnet-b5b": (2, [  # L76, L84-86
+        (4, 256, 64, 1e-4, 10, None, "full"), (8, 576, 24, 1e-4, 40, 33, "train"),
+        (8, 768, 13, 3e-5, 5, 4, "train")]),
+    "glr2020-3rd-effnet-b4": (0, [  # L92-98, --fold 0
+        (2, 256, 128, 1e-4, 10, None, "full"), (8, 704, 22, 1e-4, 50, 16, "train"),
+        (8, 768, 16, 5e-5, 20, 1, "train"), (8, 768, 16, 1e-4, 20, 4, "train")]),
+    "glr2020-3rd-effnet-b3": (1, [  # L104-110, --fold 1
+        (2, 256, 128, 1e-4, 10, None, "full"), (8, 544, 17, 1e-4, 40, 29, "train"),
+        (8, 768, 22, 5e-5, 5, None, "train"), (8, 768, 22, 5e-5, 5, None, "train")]),
+    "glr2020-3rd-resnest101": (4, [  # L116-122, --fold 4
+        (6, 256, 42, 3e-5, 10, None, "full"), (8, 576, 30, 3e-5, 40, 16, "train"),
+        (8, 768, 16, 2e-5, 20, 1, "train"), (8, 768, 16, 4e-5, 16, 5, "train")]),
+    "glr2020-3rd-rexnet200": (4, [  # L128-130, --fold 4
+        (4, 256, 64, 1e-4, 10, None, "full"), (8, 768, 19, 1e-4, 50, 38, "train")]),
+}
+
+
+def _plan(name: str, registry=None):
+    return resolve_plan(zoo.get_recipe(name, registry=registry))
+
+
+@pytest.mark.parametrize("name", sorted(GLR2020_README))
+def test_glr2020_stage_tables_equal_readme_commands(name, registry):
+    fold, rows = GLR2020_README[name]
+    plan = _plan(name, registry)
+    got = [(s.world_size, s.image_size, s.batch_size, s.lr, s.epochs, s.stop_at, s.data) for s in plan.stages]
+    assert got == rows
+    assert plan.split == {"type": "glr2020", "fold": fold}
+    for s in plan.stages:  # train.py L176/L200-201: Adam without weight decay, x10 warm-up over cosine restarts
+        assert s.optimizer == {"type": "adam", "weight_decay": 0.0}
+        assert s.scheduler == {"type": "gradual_warmup_v2", "multiplier": 10, "total_epoch": 1,
+                               "after": "cosine_restarts"}
+        assert not s.continue_schedule and s.accumulate == 1
+
+
+class _UpstreamWarmupV2:
+    """warmup_scheduler 0.3.2 ``GradualWarmupScheduler.step(epoch)`` with haqishen ``util.py``'s V2
+    ``get_lr`` (L43-54), wrapping a real ``torch`` ``CosineAnnealingWarmRestarts``: the test oracle."""
+
+    def __init__(self, optimizer, multiplier, total_epoch, after):
+        self.optimizer, self.multiplier, self.total_epoch, self.after = optimizer, multiplier, total_epoch, after
+        self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
+        self.finished = False
+        self.last_epoch = 0
+        self._set(self.get_lr())
+
+    def _set(self, lrs):
+        for g, lr in zip(self.optimizer.param_groups, lrs):
+            g["lr"] = lr
+
+    def get_lr(self):
+        if self.last_epoch > self.total_epoch:
+            if not self.finished:
+                self.after.base_lrs = [b * self.multiplier for b in self.base_lrs]
+                self.finished = True
+            return self.after.get_lr()
+        return [b * ((self.multiplier - 1.0) * self.last_epoch / self.total_epoch + 1.0) for b in self.base_lrs]
+
+    def step(self, epoch):
+        if self.finished:
+            self.after.step(epoch - self.total_epoch)
+        else:
+            self.last_epoch = epoch
+            self._set(self.get_lr())
+
+
+def glr2020_epoch_lrs(init_lr: float, n_epochs: int, last_epoch: int) -> list[float]:
+    """The lr of each epoch 1..last_epoch as train.py L200-209 sets it (``scheduler_warmup.step(epoch - 1)``)."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=init_lr)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, n_epochs - 1)
+    warm = _UpstreamWarmupV2(opt, 10, 1, cosine)
+    out = []
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about get_lr()/step(epoch), as it did upstream
+        for epoch in range(1, last_epoch + 1):
+            warm.step(epoch - 1)
+            out.append(opt.param_groups[0]["lr"])
+    return out
+
+
+def _tiny(cfg, image_size: int = 8):
+    """Shrink a recipe for a CPU run without touching its schedule: tiny BN-free CNN, 8 px, fp32."""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    cfg.model.backbone = {"type": "test_tiny_cnn"}
+    cfg.model.embedding_dim = 8
+    cfg.train.amp = "off"
+    cfg.train.workers = 0
+    cfg.train.log_every = 1
+    for st in cfg.train.stages:
+        st.image_size = image_size
+        st.amp = "off"
+    return cfg
+
+
+def _step_lrs(run_dir) -> list[tuple[int, int, float]]:
+    """(stage, epoch, lr) of every optimizer step, from the run's metrics log."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [(r["stage"], r["epoch"], r["lr"]) for r in rows if r["kind"] == "train"]
+
+
+@pytest.mark.parametrize("name", ["glr2020-3rd-effnet-b4", "glr2020-3rd-effnet-b3"])
+def test_glr2020_lr_of_every_step_equals_upstream(name, tmp_path):
+    """A tiny run of the recipe's real stage table: every optimizer step's lr equals the README
+    command's --init-lr through train.py's schedule (B4/B3 later steps used the wrong lr before)."""
+    fold, rows = GLR2020_README[name]
+    # one batch per epoch on the full GLDv2 step, two on the later steps (drop_last, train.py L215)
+    data = {key: synthetic_images(n_classes=4, per_class=-(-n // 4), size=8)
+            for key, n in (("full", rows[0][2]), ("train", 2 * max(r[2] for r in rows[1:])))}
+    cfg = _tiny(zoo.get_recipe(name))
+    Trainer(cfg, TensorSource(data), tmp_path, registry=tiny_registry(), device="cpu", progress=False).fit()
+    got = _step_lrs(tmp_path)
+    expected = []
+    for stage, (_, _, batch, lr, epochs, stop, key) in enumerate(rows):
+        steps = len(data[key][1]) // batch
+        for epoch, value in enumerate(glr2020_epoch_lrs(lr, epochs, stop or epochs), start=1):
+            expected += [(stage, epoch, value)] * steps
+    assert [(s, e) for s, e, _ in got] == [(s, e) for s, e, _ in expected]
+    assert [v for *_, v in got] == pytest.approx([v for *_, v in expected], rel=1e-9, abs=0.0)
