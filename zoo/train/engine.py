@@ -262,6 +262,8 @@ class Trainer:
     def _build_loss(self, stage: Stage, split: Split) -> nn.Module:
         spec = {**OmegaConf.to_container(self.cfg.loss, resolve=True), **stage.loss}  # type: ignore[dict-item]
         loss = self.registry.create("loss", str(spec.pop("type")), **spec)
+        if hasattr(loss, "set_class_order"):  # GLR2021 top-100 margin_order=first_seen (upstream's misalignment)
+            loss.set_class_order(split.targets)
         if hasattr(loss, "set_class_counts"):
             counts = split.class_counts()
             if (counts == 0).any():
