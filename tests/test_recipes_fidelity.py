@@ -54,6 +54,15 @@ GLR2020_README = {
 }
 
 
+@pytest.fixture()
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight the other test processes for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _plan(name: str, registry=None):
     return resolve_plan(zoo.get_recipe(name, registry=registry))
 
@@ -141,7 +150,7 @@ def _step_lrs(run_dir) -> list[tuple[int, int, float]]:
 
 
 @pytest.mark.parametrize("name", ["glr2020-3rd-effnet-b4", "glr2020-3rd-effnet-b3"])
-def test_glr2020_lr_of_every_step_equals_upstream(name, tmp_path):
+def test_glr2020_lr_of_every_step_equals_upstream(name, tmp_path, one_thread):
     """A tiny run of the recipe's real stage table: every optimizer step's lr equals the README
     command's --init-lr through train.py's schedule (B4/B3 later steps used the wrong lr before)."""
     fold, rows = GLR2020_README[name]
@@ -158,3 +167,99 @@ def test_glr2020_lr_of_every_step_equals_upstream(name, tmp_path):
             expected += [(stage, epoch, value)] * steps
     assert [(s, e) for s, e, _ in got] == [(s, e) for s, e, _ in expected]
     assert [v for *_, v in got] == pytest.approx([v for *_, v in expected], rel=1e-9, abs=0.0)
+
+
+# -- GLR2021 1st place: released configs (ChristofHenkel @ 1ddd3f6) and the paper's steps -------------
+# (data, image size, batch per GPU, lr, epochs, stop_at, accumulate) per stage; world_size 8 (README L8)
+GLR2021_STAGES = {
+    "glr2021-1st-dolg-b7": [  # cfg_ch_dolg_b7_step{1,2,3}.py, all released
+        ("clean", 256, 64, 1e-4, 10, None, 1), ("train", 448, 20, 1e-4, 40, 29, 1), ("train", 448, 4, 5e-5, 15, None, 4)],
+    "glr2021-1st-dolg-b5": [  # steps 1-2 assumed (= B7), step 3 cfg_ch_dolg_b5_step3.py
+        ("clean", 256, 64, 1e-4, 10, None, 1), ("train", 448, 20, 1e-4, 40, 29, 1), ("train", 768, 10, 5e-5, 7, None, 1)],
+    "glr2021-1st-dolg-b6": [  # step 3 cfg_ch_dolg_b6_step3.py, which loads the step-2 run's e25 checkpoint (L47)
+        ("clean", 256, 64, 1e-4, 10, None, 1), ("train", 448, 20, 1e-4, 40, 25, 1), ("train", 768, 10, 1e-4, 7, None, 1)],
+    "glr2021-1st-hybrid-b3-swin224": [  # step 4 = cfg_ch_hybrid_swin224_b3_3x_1.py
+        ("clean", 224, 12, 1e-4, 10, None, 1), ("train", 448, 12, 1e-4, 1, None, 1),
+        ("train", 448, 12, 1e-4, 40, 30, 1), ("train", 896, 12, 1e-4, 40, 16, 1)],
+    "glr2021-1st-hybrid-b5-swin224": [  # step 4 = cfg_ch_hybrid_swin224_b5_s3x.py
+        ("clean", 224, 8, 1e-4, 10, None, 1), ("train", 448, 8, 1e-4, 1, None, 1),
+        ("train", 448, 8, 1e-4, 40, 30, 1), ("train", 448, 8, 5e-5, 40, 16, 1)],
+    "glr2021-1st-hybrid-b6-swin384": [  # step 4 = cfg_ch_hybrid_swin384_b6_s1x_2.py (init: s1x e5, L51)
+        ("clean", 384, 16, 2.5e-4, 10, None, 1), ("train", 384, 16, 2.5e-4, 1, None, 1),
+        ("train", 384, 16, 2.5e-4, 40, 5, 1), ("train", 384, 16, 2.5e-4, 40, 29, 1)],
+}
+#: weight decay of the released last step (DOLG B6/B7 1e-4; B5 and the hybrids leave it at default_config's 0)
+GLR2021_LAST_WD = {"glr2021-1st-dolg-b7": 1e-4, "glr2021-1st-dolg-b5": 0.0, "glr2021-1st-dolg-b6": 1e-4,
+                   "glr2021-1st-hybrid-b3-swin224": 0.0, "glr2021-1st-hybrid-b5-swin224": 0.0,
+                   "glr2021-1st-hybrid-b6-swin384": 0.0}
+
+
+@pytest.mark.parametrize("name", sorted(GLR2021_STAGES))
+def test_glr2021_stage_tables(name, registry):
+    plan = _plan(name, registry)
+    got = [(s.data, s.image_size, s.batch_size, s.lr, s.epochs, s.stop_at, s.accumulate) for s in plan.stages]
+    assert got == GLR2021_STAGES[name]
+    assert all(s.world_size == 8 for s in plan.stages)  # README L8: 8xV100 DDP
+    assert plan.stages[-1].optimizer.get("weight_decay", 0.0) == GLR2021_LAST_WD[name]
+    if "hybrid" in name:
+        first, embed, unfrozen, last = plan.stages
+        # step 1: the plain Swin (its own patch embedding), nothing frozen, GLDv2c (paper §2.2.2)
+        assert "model.backbone.embedder=null" in first.model_overrides and not first.trainable and not first.freeze
+        # step 2: only the new EfficientNet patch embedding trains; step 3 unfreezes everything
+        assert embed.trainable == ["backbone.swin.patch_embed.*"] and not unfrozen.trainable
+        assert embed.model_overrides == unfrozen.model_overrides
+    if name in ("glr2021-1st-hybrid-b3-swin224", "glr2021-1st-hybrid-b5-swin224"):
+        # step 4: one more pretrained block, projection re-initialised (pop_weights patch_embed.proj.weight)
+        assert last.reinit == ["backbone.swin.patch_embed.proj"] and not last.model_overrides
+
+
+def _tiny_hybrid(name: str):
+    """The hybrid recipe's own stage list on a tiny two-stage Swin (grid 4, window 2) and timm's
+    test_efficientnet embedder: 224 -> 16 px (plain Swin, patch 4), 448 -> 32 px (out index 2), 896 -> 64 px
+    (out index 3)."""
+    sizes = {224: 16, 448: 32, 896: 64}
+    cfg = zoo.get_recipe(name, ["model.backbone.name=swin_tiny_patch4_window7_224",
+                                "model.backbone.embedder=test_efficientnet", "model.backbone.img_size=64",
+                                "+model.backbone.embed_dim=16", "+model.backbone.depths=[1,1]",
+                                "+model.backbone.num_heads=[1,1]", "+model.backbone.window_size=2",
+                                "model.embedding_dim=8"])
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    cfg.train.amp, cfg.train.workers, cfg.train.log_every = "off", 0, 1
+    for st in cfg.train.stages:
+        st.image_size = sizes[int(st.image_size)]
+        st.batch_size, st.epochs, st.stop_at, st.amp = 4, 1, None, "off"
+        st.model_overrides = [o.replace("img_size=448", "img_size=32").replace("img_size=224", "img_size=16")
+                              for o in st.get("model_overrides", [])]
+    return cfg
+
+
+def test_hybrid_swin_runs_the_four_steps(tmp_path, one_thread):
+    """Step 2 trains the new CNN patch embedding against the transformer/neck/head that step 1 trained
+    (carried over and frozen), step 3 trains everything, step 4 adds a block and re-initialises the
+    projection."""
+    from safetensors.torch import load_file
+
+    from zoo.plugins import load_registry
+
+    cfg = _tiny_hybrid("glr2021-1st-hybrid-b3-swin224")
+    images, labels = synthetic_images(n_classes=3, per_class=4, size=16)
+    Trainer(cfg, TensorSource({"clean": (images, labels), "train": (images, labels)}), tmp_path,
+            registry=load_registry(strict=False, disable=(), only=()), device="cpu", progress=False).fit()
+    s1, s2, s3, s4 = (load_file(str(tmp_path / f"stage{i}-{n}.safetensors"))
+                      for i, n in enumerate(["swin", "embed", "unfrozen", "3x_1"]))
+    # step 1 is the plain Swin: its own 4x4 patch projection on RGB, no EfficientNet
+    assert s1["backbone.swin.patch_embed.proj.weight"].shape[1:] == (3, 4, 4)
+    assert not any(".patch_embed.backbone." in k for k in s1)
+    # step 2: transformer, neck and head are step 1's (carried over, frozen); the embedding trained
+    body = [k for k in s1 if ".patch_embed." not in k and k in s2 and "num_batches_tracked" not in k]
+    assert len(body) > 10
+    for k in body:
+        if k.endswith("running_mean") or k.endswith("running_var"):
+            continue  # BatchNorm statistics still update in train mode
+        assert torch.equal(s1[k], s2[k]), k
+    assert any(".patch_embed.backbone." in k for k in s2)
+    # step 3: everything trains
+    assert not torch.equal(s2["backbone.swin.layers.0.blocks.0.attn.qkv.weight"],
+                           s3["backbone.swin.layers.0.blocks.0.attn.qkv.weight"])
+    # step 4: a deeper embedder (out index 3 -> more channels into the re-initialised projection)
+    assert s4["backbone.swin.patch_embed.proj.weight"].shape[1] > s3["backbone.swin.patch_embed.proj.weight"].shape[1]
