@@ -263,3 +263,141 @@ def test_hybrid_swin_runs_the_four_steps(tmp_path, one_thread):
                            s3["backbone.swin.layers.0.blocks.0.attn.qkv.weight"])
     # step 4: a deeper embedder (out index 3 -> more channels into the re-initialised projection)
     assert s4["backbone.swin.patch_embed.proj.weight"].shape[1] > s3["backbone.swin.patch_embed.proj.weight"].shape[1]
+
+
+# -- GUIE 2022 2nd place (XL-H/GUIE-2nd-Place-Solution @ 9274914) ------------------------------------
+#: Data_preprocess.ipynb: ``if len(group) < N: continue`` per source dataset (cell: N)
+GUIE_NOTEBOOK_MIN = {"Shopee": 3, "Landmark2021": 5, "JD_Products_10K": 5, "Art_MET": 3, "Aliproducts": 5,
+                     "Stanford_Cars": 5, "Stanford_Products": 5, "DeepFashion_CTS": 3, "Fruit": 5,
+                     "Fashion_200K": 3, "Food2022": 5, "rp2k": 5, "DeepFashion2": 3, "Food2021": 5}
+
+
+def test_guie_drops_small_classes_per_source_dataset(registry):
+    from collections import Counter
+
+    from zoo.data.images import ImageRecord
+
+    cfg = zoo.get_recipe("guie2022-2nd-vith14-64d", registry=registry)
+    spec = dict(resolve_plan(cfg).stages[0].resample)
+    fn = registry.create("sampler", spec.pop("type"), **spec)
+    assert dict(fn.min_images_by_dataset) == GUIE_NOTEBOOK_MIN
+    assert sorted(Counter(GUIE_NOTEBOOK_MIN.values()).items()) == [(3, 5), (5, 9)]
+    sizes = {("Landmark2021", "lm_a"): 4, ("Landmark2021", "lm_b"): 5, ("Shopee", "sh_a"): 3,
+             ("Shopee", "sh_b"): 2, ("rp2k", "rp_a"): 4, ("Other", "ot_a"): 3, ("Other", "ot_b"): 2}
+    recs = [ImageRecord(f"{ds}/images/{lab}_{i}.jpg", f"/data/final_data_224/{ds}/images/{lab}_{i}.jpg", lab)
+            for (ds, lab), n in sizes.items() for i in range(n)]
+    kept = set(Counter(r.label for r in fn(recs, seed=999)))
+    # GLDv2 and rp2k need 5 images, Shopee 3; an unlisted dataset the README's 3 (README L55)
+    assert kept == {"lm_b", "sh_a", "ot_a"}
+
+
+def _guie_epoch_lr(epoch: int, step: int, steps: int, n_epochs: int, init_lr: float, warm: int = 1) -> float:
+    """GUIE/train.py L120-127 with utils.py L83-92: cosine over E = n_epochs + 1 (train.py L242), replaced
+    by the per-step warm-up during the first --warm_up_epochs epochs."""
+    if epoch <= warm:
+        alpha = ((epoch - 1) * steps + step) / (warm * steps)
+        return init_lr * (0.01 * (1.0 - alpha) + alpha)
+    return 0.5 * init_lr * (1.0 + math.cos(math.pi * epoch / (n_epochs + 1)))
+
+
+@pytest.mark.parametrize("name,n_epochs,frozen_last", [
+    ("guie2022-2nd-vith14-64d", 3, True),        # paper §3.1: 2 epochs unfrozen + 1 frozen, one schedule
+    ("guie2022-2nd-vith14-64d-10ep", 10, False),  # README L98: --n-epochs 10
+])
+def test_guie_lr_of_every_step_and_horizon(name, n_epochs, frozen_last, tmp_path, one_thread):
+    cfg = zoo.get_recipe(name)
+    plan = resolve_plan(cfg)
+    assert sum(s.epochs for s in plan.stages) == n_epochs
+    assert all(s.world_size == 6 and s.batch_size == 32 and s.lr == 1e-4 for s in plan.stages)  # README L90-97
+    assert plan.split == {"type": "guie"} and plan.seed == 999
+    assert (plan.stages[-1].freeze == ["backbone.*"]) == frozen_last
+    tiny = _tiny(cfg)
+    tiny.model.pooling = {"type": "avg"}
+    tiny.model.neck = {"type": "dropout_linear", "p": 0.2}
+    tiny.model.head = {"type": "arcface", "num_classes": 4, "subcenters": 1}
+    tiny.train.resample = None  # in-memory data: the re-balancing is checked above
+    images, labels = synthetic_images(n_classes=4, per_class=16, size=8)  # 64 images: 2 steps of 32
+    Trainer(tiny, TensorSource({"train": (images, labels)}), tmp_path, registry=tiny_registry(), device="cpu",
+            progress=False).fit()
+    got = [lr for *_, lr in _step_lrs(tmp_path)]
+    # the logged lr is param group 0, the backbone's: c * lr with c = 1e-3 (config_clip_224.py L58)
+    want = [1e-3 * _guie_epoch_lr(e, i, 2, n_epochs, 1e-4) for e in range(1, n_epochs + 1) for i in range(2)]
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_guie_flip_tta_is_on_in_inference(registry):
+    import argparse
+
+    from zoo.inference.options import add_embed_args, add_model_args, flip_tta_from_args
+
+    assert zoo.get_recipe("guie2022-2nd-vith14-64d", registry=registry).inference.flip_tta is True
+    p = argparse.ArgumentParser()
+    add_model_args(p)
+    add_embed_args(p)
+    assert flip_tta_from_args(p.parse_args(["guie2022-2nd-vith14-64d"])) is True
+    assert flip_tta_from_args(p.parse_args(["guie2022-2nd-vith14-64d", "--no-flip-tta"])) is False
+    assert flip_tta_from_args(p.parse_args(["glr2020-3rd-effnet-b5"])) is False
+    assert flip_tta_from_args(p.parse_args(["glr2020-3rd-effnet-b5", "--flip-tta"])) is True
+
+
+# -- splits: sizes and seeds of the recipes' train.split -----------------------------------------------
+def _labels(n_classes: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    raw = rng.choice(np.arange(1, 10 * n_classes) * 97, n_classes, replace=False)
+    sizes = rng.integers(20, 60, n_classes)
+    y = np.repeat(raw, sizes)
+    return y[rng.permutation(len(y))]
+
+
+@pytest.mark.parametrize("name", sorted(GLR2020_README))
+def test_glr2020_split_is_the_members_fold_every_15th_row(name, registry):
+    from sklearn.model_selection import StratifiedKFold
+
+    from zoo.data.splits import split_from_spec
+
+    y = _labels(30, 1)
+    fold, _ = GLR2020_README[name]
+    sp = split_from_spec(y, _plan(name, registry).split)
+    folds = np.full(len(y), -1)
+    # preprocess.py L9-13 then train.py L157-158
+    for k, (_, va) in enumerate(StratifiedKFold(5, shuffle=True, random_state=233).split(np.zeros(len(y)), y)):
+        folds[va] = k
+    in_fold = np.flatnonzero(folds == fold)
+    assert np.array_equal(sp.train, np.flatnonzero(folds != fold))
+    assert np.array_equal(sp.val, in_fold[::15]) and len(sp.val) == -(-len(in_fold) // 15)
+
+
+def test_guie_split_is_fold_1_of_20_seed_999(registry):
+    from sklearn.model_selection import StratifiedKFold
+
+    from zoo.data.splits import split_from_spec
+
+    y = _labels(40, 2)
+    sp = split_from_spec(y, _plan("guie2022-2nd-vith14-64d", registry).split)
+    _, va = list(StratifiedKFold(n_splits=20, shuffle=True, random_state=999).split(y, y))[1]  # README L63-67, L102
+    assert np.array_equal(sp.val, np.sort(va)) and len(sp.train) + len(sp.val) == len(y)
+
+
+def test_top100_split_is_upstreams_80_20(registry):
+    """data.py L81-84 numbers classes by first appearance; L121-126 stratifies on that one-column frame
+    (sklearn turns 2-D labels into strings), train_size 0.8, test_size 0.2, random_state 0xFACED."""
+    from sklearn.model_selection import train_test_split
+
+    from zoo.data.splits import split_from_spec
+
+    y = _labels(60, 3)
+    first = {}
+    for v in y:
+        first.setdefault(int(v), len(first))
+    codes = np.array([first[int(v)] for v in y]).reshape(-1, 1)
+    _, va = train_test_split(np.arange(len(y)), train_size=0.8, test_size=0.2, random_state=0xFACED, stratify=codes)
+    sp = split_from_spec([str(v) for v in y], _plan("glr2021-top100-effnet-b0", registry).split)
+    assert np.array_equal(sp.val, np.sort(va))
+    assert len(sp.val) == math.ceil(0.2 * len(y)) and len(sp.train) == len(y) - len(sp.val)
+
+
+def test_glr2019_caps_steps_per_epoch(registry):
+    plan = _plan("glr2019-xception-cbp", registry)
+    (stage,) = plan.stages
+    # const.py L20-22: lr 3e-4, 500 epochs of at most MAX_STEPS_PER_EPOCH = 15000 steps; L13 batch 16
+    assert (stage.max_steps_per_epoch, stage.epochs, stage.lr, stage.batch_size) == (15000, 500, 3e-4, 16)
