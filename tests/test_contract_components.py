@@ -113,9 +113,15 @@ def _augmentation(entry):
     if role == "batch":
         mixer = entry.create(**_kw(entry))
         images, targets = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 1])
-        out_images, soft = mixer(images, targets, 3, torch.Generator().manual_seed(0))
-        assert out_images.shape == images.shape and soft.shape == (4, 3)
-        assert torch.allclose(soft.sum(1), torch.ones(4), atol=1e-5)
+        from zoo.train.step import MixedTargets
+
+        out_images, mixed = mixer(images, targets, 3, torch.Generator().manual_seed(0))
+        assert out_images.shape == images.shape
+        if isinstance(mixed, MixedTargets):
+            assert torch.equal(mixed.targets, targets) and 0.0 <= mixed.lam <= 1.0
+            assert sorted(mixed.shuffled.tolist()) == sorted(targets.tolist())
+        else:  # an unmixed batch keeps its int64 targets
+            assert torch.equal(mixed, targets) and torch.equal(out_images, images)
         return
     pipe = entry.create(image_size=32, **_kw(entry))
     image = np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)

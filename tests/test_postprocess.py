@@ -151,7 +151,8 @@ def test_henkel_singer_matches_loop():
     nonlm = _unit(rng, 60, 12)
     emb = {"query": np.hstack([query, _unit(rng, 80, 12)]), "gallery": np.hstack([gallery, _unit(rng, 250, 12)]),
            "non_landmark": np.hstack([nonlm, _unit(rng, 60, 12)])}
-    pp = HenkelSingerRecognition(candidates=20)
+    # the earlier zoo variant: test penalty on the raw concatenation, no column dropped
+    pp = HenkelSingerRecognition(candidates=20, drop_first=False, test_penalty_transformed=False)
     inputs = gather_inputs([pp], emb, model_dims=[12, 12], labels={"gallery": g_labels})
     out = pp(inputs)
     mn = inputs.model_neighbours
@@ -178,7 +179,7 @@ def test_henkel_singer_hand_example():
     qn = Neighbours(np.array([[0, 1]]), np.array([[0.3, 0.1]]))
     inputs = PostprocessInputs(1, model_neighbours={"hs_query_gallery": [qg], "hs_gallery_non_landmark": [gn]},
                                neighbours={"hs_query_non_landmark": qn}, labels={"gallery": np.array([1, 2, 2])})
-    out = HenkelSingerRecognition(top_k=3, candidates=3, train_penalty_k=2, test_penalty_k=2)(inputs)
+    out = HenkelSingerRecognition(top_k=3, candidates=3, train_penalty_k=2, test_penalty_k=2, drop_first=False)(inputs)
     assert out.labels[0] == 2
     assert out.confidences[0] == pytest.approx((1.0 - 0.0) + (0.7 - 0.1) - 0.2)
 

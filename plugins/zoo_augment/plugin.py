@@ -7,7 +7,9 @@ Kind-level contract (``entry.meta["role"]``):
   normalised with ``mean``/``std`` (0-1 scale, the recipe's ``data:``). Seed its randomness with
   ``pipe.set_random_seed(seed)``. See :mod:`zoo_augment.pipelines` for the 2.x re-expression rules.
 * ``role="batch"``: ``factory(**cfg) -> mixer(images B x C x H x W, targets int64 B, num_classes,
-  generator) -> (images, soft targets float B x num_classes, rows sum to 1)``; see :mod:`zoo_augment.mix`.
+  generator) -> (images, targets)``, ``targets`` a :class:`zoo.train.step.MixedTargets` ``(y_a, y_b, lam)``
+  for a mixed batch (the trainer's loss is ``lam L(x, y_a) + (1 - lam) L(x, y_b)``) or the int64 targets
+  unchanged; see :mod:`zoo_augment.mix`.
 """
 
 from __future__ import annotations

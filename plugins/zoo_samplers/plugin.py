@@ -5,7 +5,8 @@ Kind-level contract (``entry.meta["role"]`` tells which one a name follows):
 * ``role="resample"`` (re-balancers, applied to the record list once per stage before labels are
   mapped): ``factory(**cfg) -> rebalance(records: list[ImageRecord], seed: int) -> list[ImageRecord]``;
   deterministic in ``(records, seed)``; records may repeat.
-  - ``guie_rebalance(min_images=3, cap=100, upsample_to=20)`` GUIE 2022 2nd place;
+  - ``guie_rebalance(min_images=3, cap=100, upsample_to=20, min_images_by_dataset=GUIE_MIN_IMAGES)``
+    GUIE 2022 2nd place (5 or 3 images per source dataset);
   - ``oversample_min(min_per_class=5)`` GLR2021 top-100 (``by_value``, no downsampling; ``value=`` alias);
   - ``min_class_size(min_images=100)`` GLR2019 CS230 (classes with >= 100 images only).
 * ``role="sampler"`` (index samplers handed to the DataLoader as ``sampler=``):
@@ -44,7 +45,8 @@ def zoo_register_samplers(registrar: ComponentRegistrar) -> None:
     registrar.add(
         "guie_rebalance",
         guie_rebalance,
-        description="drop classes < 3 images, cap 100 random per class, upsample to >= 20 (GUIE 2022 2nd)",
+        description="drop classes < N images (N per source dataset: 5 or 3), cap 100 per class, upsample to >= 20 "
+                    "(GUIE 2022 2nd)",
         role="resample",
     )
     registrar.add(

@@ -30,7 +30,9 @@ def add_embed_args(p: argparse.ArgumentParser, *, image_size: bool = True) -> No
     g = p.add_argument_group("embedding")
     if image_size:
         g.add_argument("--image-size", type=int, default=None, help="override the recipe's data.image_size")
-    g.add_argument("--flip-tta", action="store_true", help="add the horizontally flipped image's descriptor")
+    g.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="add the horizontally flipped image's descriptor (default: the recipe's inference.flip_tta, "
+                        "on for GUIE 2022, else off)")
     g.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
     g.add_argument("--workers", type=int, default=None, help="decoding workers (default: CUDA cores - 1, at most 8; CPU cores // 8)")
     g.add_argument("--amp", choices=AMP_MODES, default="auto", help="autocast: auto = bf16/fp16 on CUDA, off on CPU")
@@ -59,11 +61,26 @@ def preprocesses_from_args(model: nn.Module, args: argparse.Namespace) -> list[P
     return with_image_size(model_preprocesses(model), getattr(args, "image_size", None))
 
 
+def flip_tta_from_args(args: argparse.Namespace) -> bool:
+    """``--flip-tta`` / ``--no-flip-tta`` when given, else the recipe's ``inference.flip_tta`` (off when unset)."""
+    if getattr(args, "flip_tta", None) is not None:
+        return bool(args.flip_tta)
+    recipe = getattr(args, "recipe", None)
+    if not recipe:
+        return False
+    from omegaconf import OmegaConf
+
+    from zoo.recipes import get_recipe
+
+    cfg = get_recipe(recipe, list(getattr(args, "overrides", None) or []))
+    return bool(OmegaConf.select(cfg, "inference.flip_tta", default=False))
+
+
 def embed_options_from_args(args: argparse.Namespace, **extra: Any) -> EmbedOptions:
     return EmbedOptions(
         batch_size=args.batch_size,
         num_workers=args.workers,
-        flip_tta=args.flip_tta,
+        flip_tta=flip_tta_from_args(args),
         amp=args.amp,
         device=args.device,
         progress=not args.no_progress,

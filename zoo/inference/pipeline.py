@@ -259,9 +259,14 @@ def _flat(gallery: np.ndarray) -> Any:
 
 
 def model_dims_of(model: Any) -> list[int] | None:
-    """Per-member descriptor widths of a concat ensemble (``None`` for a single model)."""
+    """Widths of the independent descriptors an ensemble's output concatenates (``None`` for a single
+    model): the combiner's ``slice_dims`` (one per family for GLR2021's family mean-concat), else the
+    members' widths when they add up to the ensemble's."""
     members = getattr(model, "members", None)
     if members is None:
         return None
     dims = [int(m.embedding_dim) for m in members]
+    slicer = getattr(getattr(model, "combiner", None), "slice_dims", None)
+    if callable(slicer):
+        dims = [int(d) for d in slicer(dims, getattr(model, "member_cfgs", [{}] * len(dims)))]
     return dims if sum(dims) == int(getattr(model, "embedding_dim", -1)) else None

@@ -40,6 +40,8 @@ def build_loss(registry: Registry, loss_cfg: DictConfig, stage: Stage, split: Sp
     of the stage's data (:meth:`zoo.train.data.Split.class_counts`)."""
     spec = {**OmegaConf.to_container(loss_cfg, resolve=True), **stage.loss}  # type: ignore[dict-item]
     loss = registry.create("loss", str(spec.pop("type")), **spec)
+    if hasattr(loss, "set_class_order"):  # GLR2021 top-100 margin_order=first_seen (upstream's misalignment)
+        loss.set_class_order(split.targets)
     if hasattr(loss, "set_class_counts"):
         trained = np.bincount(split.targets[split.targets >= 0], minlength=split.num_classes)
         if (trained == 0).any():

@@ -3,12 +3,14 @@
 Shared by the trainer and ``benchmarks/train_step.py`` so what is benchmarked is what trains. AMP:
 ``bf16`` autocast, or ``fp16`` autocast with a ``GradScaler`` (GLR2020 3rd place / GLR2021 1st place /
 GUIE 2022 trained with apex AMP O1, top-100 with ``torch.cuda.amp.GradScaler``). Logits are cast to
-float32 before the loss, as every seed system does.
+float32 before the loss, as every seed system does. A batch mixer's :class:`MixedTargets` makes the
+step's loss ``lam * L(x, y_a) + (1 - lam) * L(x, y_b)`` (:func:`mixed_loss`).
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -36,8 +38,38 @@ class DeviceNormalize:
         return torch.addcmul(self.shift, images.float(), self.scale)
 
 
+@dataclass(frozen=True)
+class MixedTargets:
+    """The targets of a mixed batch (FMix / CutMix / MixUp): each image is ``lam`` of the image of
+    ``targets`` and ``1 - lam`` of the image of ``shuffled`` (``targets[perm]``).
+
+    Its loss is ``lam * L(x, targets) + (1 - lam) * L(x, shuffled)`` of the recipe's loss, as GLR2021
+    top-100's training loop computes it (``utils.py`` L309-312: ``loss_function(outputs,
+    labels['target']) * labels['lam'] + loss_function(outputs, labels['shuffled_target']) * (1.0 -
+    labels['lam'])``); see :func:`mixed_loss`.
+    """
+
+    targets: torch.Tensor
+    shuffled: torch.Tensor
+    lam: float
+
+    def to(self, device: Any, non_blocking: bool = False) -> "MixedTargets":
+        return MixedTargets(self.targets.to(device, non_blocking=non_blocking),
+                            self.shuffled.to(device, non_blocking=non_blocking), self.lam)
+
+
+def mixed_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
+               targets: "torch.Tensor | MixedTargets") -> torch.Tensor:
+    """``loss_fn(logits, targets)``, or the ``lam``-weighted sum of the two losses of a mixed batch."""
+    if isinstance(targets, MixedTargets):
+        lam = float(targets.lam)
+        return lam * loss_fn(logits, targets.targets) + (1.0 - lam) * loss_fn(logits, targets.shuffled)
+    return loss_fn(logits, targets)
+
+
 class TrainStep:
-    """Callable running one micro-batch; returns the detached loss (no host sync)."""
+    """Callable running one micro-batch; returns the detached loss (no host sync). ``targets`` are
+    int64 class ids or a mixer's :class:`MixedTargets`."""
 
     def __init__(
         self,
@@ -72,7 +104,7 @@ class TrainStep:
         no_sync = getattr(self.model, "no_sync", None)
         return contextlib.nullcontext() if sync or no_sync is None else no_sync()
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor, *, last_micro: bool = True,
+    def __call__(self, images: torch.Tensor, targets: "torch.Tensor | MixedTargets", *, last_micro: bool = True,
                  divisor: int | None = None) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:
@@ -85,7 +117,7 @@ class TrainStep:
             with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
                 out = self.model(images)
                 logits = out["logits"] if isinstance(out, dict) else out
-            loss = self.loss_fn(logits.float(), targets)
+            loss = mixed_loss(self.loss_fn, logits.float(), targets)
             scaled = loss / float(divisor or self.accumulate)
             self.scaler.scale(scaled).backward()
         if last_micro:
