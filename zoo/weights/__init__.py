@@ -16,13 +16,22 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "ConversionError": "zoo.weights.errors",
     "DownloadError": "zoo.weights.errors",
     "IntegrityError": "zoo.weights.errors",
     "ManifestError": "zoo.weights.errors",
     "NoPretrainedWeightsError": "zoo.weights.errors",
     "UnknownWeightsError": "zoo.weights.errors",
     "UnverifiedWeightsError": "zoo.weights.errors",
+    "StateDictMismatchError": "zoo.weights.errors",
+    "WeightsLoadError": "zoo.weights.errors",
     "WeightsNotFoundError": "zoo.weights.errors",
+    "check_fit": "zoo.weights.fit",
+    "fit_state": "zoo.weights.fit",
+    "place_backbone_state": "zoo.weights.fit",
+    "read_upstream_checkpoint": "zoo.weights.upstream",
+    "unwrap_state_dict": "zoo.weights.upstream",
+    "convert_checkpoint": "zoo.weights.convert",
     "WeightsEntry": "zoo.weights.manifest",
     "entry_for_recipe": "zoo.weights.manifest",
     "get_weights": "zoo.weights.manifest",

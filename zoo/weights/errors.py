@@ -31,3 +31,15 @@ class WeightsNotFoundError(ZooError):
 
 class DownloadError(ZooError):
     """A source that could not be read (HTTP error, connection lost, missing package file)."""
+
+
+class StateDictMismatchError(ZooError):
+    """A state dict whose keys or shapes do not fit a model (the default error of :mod:`zoo.weights.fit`)."""
+
+
+class ConversionError(ZooError):
+    """An upstream checkpoint that cannot be read safely or does not map exactly onto the recipe's model."""
+
+
+class WeightsLoadError(ZooError):
+    """Verified weights that do not fit the model built from the recipe."""

@@ -9,7 +9,6 @@ the model, e.g. an ImageNet classifier the backbone does not keep). Everything e
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,15 +16,16 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from zoo.registry import Registry, ZooError
-from zoo.weights.errors import NoPretrainedWeightsError, UnverifiedWeightsError
+from zoo.registry import Registry
+from zoo.weights.errors import NoPretrainedWeightsError, UnverifiedWeightsError, WeightsLoadError
+from zoo.weights.fit import backbone_target, fit_state
 from zoo.weights.manifest import WeightsEntry, entry_for_recipe
 
 log = logging.getLogger(__name__)
 
 
-class WeightsLoadError(ZooError):
-    """Verified weights that do not fit the model built from the recipe."""
+#: advice shown when manifest weights do not fit the recipe's model
+FIT_HINT = "Were the recipe's model settings overridden? Use the overrides the weights list (zoo weights list -l)."
 
 
 def read_safetensors(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -48,64 +48,18 @@ def read_safetensors(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict[s
     return state, meta
 
 
-def _dropped(keys: set[str], patterns: tuple[str, ...]) -> set[str]:
-    return {k for k in keys if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
-
-
-def _fit(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], what: str, drop: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    missing = sorted(set(own) - set(state))
-    unexpected = set(state) - set(own)
-    unexpected -= _dropped(unexpected, drop)
-    if missing or unexpected:
-        un = sorted(unexpected)
-        raise WeightsLoadError(
-            f"{what}: {len(missing)} missing keys {missing[:8]}, {len(un)} unexpected keys {un[:8]}. "
-            "Were the recipe's model settings overridden? Use the overrides the weights list (zoo weights list -l)."
-        )
-    bad = [(k, tuple(state[k].shape), tuple(own[k].shape)) for k in own if state[k].shape != own[k].shape]
-    if bad:
-        raise WeightsLoadError(f"{what}: shape mismatches (key, file, model): {bad[:6]}")
-    return {k: state[k] for k in own}
-
-
-def _backbone_target(backbone: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[nn.Module, str]:
-    """The sub-module of ``backbone`` whose state-dict keys the file's keys fit (by key suffix)."""
-    own = backbone.state_dict()
-    probe = next((k for k in state if k in own or any(o.endswith("." + k) for o in own)), None)
-    if probe is None:
-        raise WeightsLoadError(
-            f"none of the file's keys (e.g. {list(state)[:3]}) appear in the backbone "
-            f"({type(backbone).__name__}, keys e.g. {list(own)[:3]})"
-        )
-    if probe in own:
-        return backbone, ""
-    full = next(o for o in own if o.endswith("." + probe))
-    prefix = full[: -len(probe) - 1]
-    return backbone.get_submodule(prefix), prefix
-
-
-def place_backbone_state(
-    model: nn.Module, state: Mapping[str, torch.Tensor], what: str, drop: tuple[str, ...] = ()
-) -> dict[str, torch.Tensor]:
-    """Map a backbone network's state dict onto the model's own keys (``backbone.<prefix>.<key>``)."""
-    backbone = getattr(model, "backbone", None)
-    if backbone is None:
-        raise WeightsLoadError(f"{what}: backbone weights, but the model has no .backbone")
-    target, prefix = _backbone_target(backbone, state)
-    fitted = _fit(state, target.state_dict(), what, drop)
-    base = "backbone." + (prefix + "." if prefix else "")
-    return {base + k: v for k, v in fitted.items()}
-
-
 def apply_entry(model: nn.Module, entry: WeightsEntry, state: Mapping[str, torch.Tensor]) -> None:
     """Load ``state`` (the entry's tensors) into ``model`` as the entry's ``load`` section says."""
     if entry.load_into == "backbone":
         backbone = getattr(model, "backbone", None)
         if backbone is None:
             raise WeightsLoadError(f"weights '{entry.name}' load into a backbone, but the model has no .backbone")
-        target, prefix = _backbone_target(backbone, state)
+        target, prefix = backbone_target(backbone, state, what=f"weights '{entry.name}'", error=WeightsLoadError)
         where = f"backbone.{prefix}" if prefix else "backbone"
-        fitted = _fit(state, target.state_dict(), f"weights '{entry.name}' into {where}", entry.drop)
+        fitted = fit_state(
+            state, target.state_dict(), f"weights '{entry.name}' into {where}", drop=entry.drop, hint=FIT_HINT,
+            error=WeightsLoadError,
+        )
         target.load_state_dict(fitted, strict=True)
         skipped = sorted(set(state) - set(fitted))
         log.info(
@@ -113,7 +67,10 @@ def apply_entry(model: nn.Module, entry: WeightsEntry, state: Mapping[str, torch
             f" (not used by this model: {', '.join(skipped)})" if skipped else "",
         )
         return
-    fitted = _fit(state, model.state_dict(), f"weights '{entry.name}' into recipe '{getattr(model, 'recipe', '?')}'", entry.drop)
+    fitted = fit_state(
+        state, model.state_dict(), f"weights '{entry.name}' into recipe '{getattr(model, 'recipe', '?')}'",
+        drop=entry.drop, hint=FIT_HINT, error=WeightsLoadError,
+    )
     model.load_state_dict(fitted, strict=True)
     log.info("loaded %d tensors of '%s'", len(fitted), entry.name)
 

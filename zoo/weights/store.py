@@ -278,7 +278,7 @@ def fetch_file(
 
 def _convert_upstream(wf: WeightFile, entry: WeightsEntry, target: Path, registry: Registry | None) -> Path:
     from zoo.plugins import get_registry
-    from zoo.weights.convert import read_upstream_checkpoint
+    from zoo.weights.upstream import read_upstream_checkpoint
     from zoo.weights.safetensors_io import serialize
     from zoo.atomic import write_bytes
 
