@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
     emb_zoo, entry_name, t_zoo = embed_zoo(args.recipe, overrides, paths, device)
 
-    from zoo.weights.manifest import get_weights
-    from zoo.weights.store import fetch_entry
+    from zoo.weights.catalog import get_weights
+    from zoo.weights.resolve import fetch_entry
 
     entry = get_weights(entry_name)
     weights = fetch_entry(entry)[0]

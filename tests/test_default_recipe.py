@@ -44,8 +44,8 @@ def test_default_recipe_shape(registry):
 def test_pretrained_default_embeds_with_the_manifest_weights(default_model, registry):
     from safetensors.torch import load_file
 
-    from zoo.weights.manifest import get_weights
-    from zoo.weights.store import fetch_entry
+    from zoo.weights.catalog import get_weights
+    from zoo.weights.resolve import fetch_entry
 
     assert default_model.weights_entry == "tf_efficientnet_lite2.in1k"
     assert default_model.head is None
@@ -68,8 +68,8 @@ def test_imagenet_classes_of_real_photos(registry, weights_cache, photo_paths):
     from safetensors.torch import load_file
     from timm.data import create_transform, resolve_data_config
 
-    from zoo.weights.manifest import get_weights
-    from zoo.weights.store import fetch_entry
+    from zoo.weights.catalog import get_weights
+    from zoo.weights.resolve import fetch_entry
 
     entry = get_weights("tf_efficientnet_lite2.in1k", registry)
     (path,) = fetch_entry(entry)

@@ -17,9 +17,10 @@ import torch
 
 from zoo.registry import Registry
 from zoo.weights.errors import DownloadError, IntegrityError, WeightsNotFoundError
-from zoo.weights.manifest import read_manifest
+from zoo.weights.schema import read_manifest
 from zoo.weights.safetensors_io import serialize
-from zoo.weights.store import cache_path, fetch_entry
+from zoo.weights.env import cache_path
+from zoo.weights.resolve import fetch_entry
 
 pytestmark = pytest.mark.network
 
@@ -257,8 +258,8 @@ def test_explicit_file_is_checked(env, server, tmp_path):
 def test_two_concurrent_fetchers(env, server):
     manifest = write_manifest(env / "m.yaml", server, ["slow"])
     code = textwrap.dedent(f"""
-        from zoo.weights.manifest import read_manifest
-        from zoo.weights.store import fetch_entry
+        from zoo.weights.schema import read_manifest
+        from zoo.weights.resolve import fetch_entry
         e = read_manifest({str(manifest)!r})["test.slow"]
         print(fetch_entry(e)[0])
     """)
@@ -288,7 +289,7 @@ def test_mirror_export_and_offline_use(env, server, monkeypatch):
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     monkeypatch.setenv("ZOO_WEIGHTS_MIRROR", str(env / "mirror"))
     monkeypatch.setenv("ZOO_WEIGHTS_MANIFEST", str(env / "mirror" / "weights_manifest.yaml"))
-    from zoo.weights.manifest import get_weights
+    from zoo.weights.catalog import get_weights
 
     (path,) = fetch_entry(get_weights("test.good", registry=Registry()))
     assert path == env / "mirror" / "test-good.safetensors"

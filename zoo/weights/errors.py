@@ -5,6 +5,10 @@ from __future__ import annotations
 from zoo.registry import UnknownComponentError, ZooError
 
 
+class SettingError(ZooError):
+    """An environment setting (``ZOO_DOWNLOAD_RETRIES``, ...) with a value zoo cannot use."""
+
+
 class ManifestError(ZooError):
     """A weights manifest that does not follow the schema; the message names file, entry and field."""
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import http.client
 import logging
-import os
 import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from zoo.weights.env import download_retries, download_timeout, progress_enabled
 from zoo.weights.errors import DownloadError, IntegrityError
 
 log = logging.getLogger(__name__)
@@ -25,23 +25,19 @@ CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-def _timeout() -> float:
-    return float(os.environ.get("ZOO_DOWNLOAD_TIMEOUT", "60"))
-
-
 def _progress(total: int | None, initial: int, desc: str):  # type: ignore[no-untyped-def]
     from tqdm.auto import tqdm
 
     return tqdm(
         total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-        disable=os.environ.get("ZOO_NO_PROGRESS", "") not in ("", "0"), leave=False,
+        disable=not progress_enabled(), leave=False,
     )
 
 
 def download(url: str, partial: Path, expected_size: int | None, *, desc: str, retries: int | None = None) -> int:
     """Fetch ``url`` into ``partial`` (resuming what is there); returns the number of bytes now in it."""
     if retries is None:
-        retries = int(os.environ.get("ZOO_DOWNLOAD_RETRIES", "3"))
+        retries = download_retries()
     partial.parent.mkdir(parents=True, exist_ok=True)
     last_error: Exception | None = None
     for attempt in range(retries + 1):
@@ -57,7 +53,7 @@ def download(url: str, partial: Path, expected_size: int | None, *, desc: str, r
             headers["Range"] = f"bytes={have}-"
             log.info("resuming %s at byte %d", url, have)
         try:
-            resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_timeout())
+            resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=download_timeout())
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and have:
                 return have  # nothing more to read: the size check decides

@@ -19,10 +19,12 @@ from zoo.weights.errors import IntegrityError
 HASH_CHUNK = 1 << 20
 
 
-def sha256_of(path: str | Path, chunk: int = HASH_CHUNK) -> str:
-    """The full sha256 (hex) of the file ``path``, read in ``chunk``-byte blocks."""
+def sha256_of(source: str | Path | bytes, chunk: int = HASH_CHUNK) -> str:
+    """The full sha256 (hex) of ``source``: the bytes given, or the file at that path read in ``chunk``-byte blocks."""
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(source, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()

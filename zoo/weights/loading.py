@@ -17,9 +17,11 @@ import torch
 from torch import nn
 
 from zoo.registry import Registry
+from zoo.weights.catalog import entry_for_recipe
 from zoo.weights.errors import NoPretrainedWeightsError, UnverifiedWeightsError, WeightsLoadError
 from zoo.weights.fit import backbone_target, fit_state
-from zoo.weights.manifest import WeightsEntry, entry_for_recipe
+from zoo.weights.resolve import fetch_entry
+from zoo.weights.schema import WeightsEntry
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +94,20 @@ def check_preprocess(model: nn.Module, entry: WeightsEntry) -> None:
             )
 
 
-def load_entry(model: nn.Module, entry: WeightsEntry, registry: Registry | None = None) -> dict[str, str]:
-    """Fetch (verified) and load one entry into ``model``; returns the files' safetensors metadata."""
-    from zoo.weights.store import fetch_entry
+def load_entry(
+    model: nn.Module, entry: WeightsEntry, registry: Registry | None = None, cfg: Any = None
+) -> dict[str, str]:
+    """Fetch (verified) and load one entry into ``model``; returns the files' safetensors metadata.
 
+    ``cfg``: the resolved recipe ``model`` was built from (reused if the file must be converted).
+    """
     if not entry.verified:
         raise UnverifiedWeightsError(
             f"weights '{entry.name}' are listed from their public source only ({entry.source_page}); zoo never "
             "loads weights without a sha256 in the manifest. Convert a checked copy with zoo weights convert "
             "and pass it as checkpoint="
         )
-    paths = fetch_entry(entry, registry=registry)
+    paths = fetch_entry(entry, registry=registry, cfg=cfg)
     state, meta = read_safetensors(paths)
     apply_entry(model, entry, state)
     check_preprocess(model, entry)
@@ -113,18 +118,29 @@ def load_entry(model: nn.Module, entry: WeightsEntry, registry: Registry | None 
 def load_pretrained(model: nn.Module, cfg: Any, registry: Registry | None = None) -> WeightsEntry | None:
     """Load the default weights of the resolved recipe ``cfg`` into ``model``.
 
-    An ensemble recipe without its own entry loads each member's default weights.
+    An ensemble recipe without its own entry loads each member's default weights, using the
+    members' resolved recipes the ensemble keeps (``model.member_recipes``, resolved when it was built).
     """
     try:
         entry = entry_for_recipe(cfg, registry)
     except NoPretrainedWeightsError:
         if cfg.get("ensemble") is not None and hasattr(model, "members"):
-            from zoo.recipes import get_recipe
-
-            for member, mcfg in zip(model.members, cfg.ensemble.members):
-                sub = get_recipe(str(mcfg.recipe), list(mcfg.get("overrides") or []), registry=registry)
+            for member, sub in zip(model.members, member_recipes(model, cfg, registry)):
                 load_pretrained(member, sub, registry)
             return None
         raise
-    load_entry(model, entry, registry)
+    load_entry(model, entry, registry, cfg)
     return entry
+
+
+def member_recipes(model: nn.Module, cfg: Any, registry: Registry | None = None) -> list[Any]:
+    """The resolved recipes of an ensemble's members: the ones the model keeps, else resolved here once."""
+    kept = list(getattr(model, "member_recipes", None) or [getattr(m, "recipe_cfg", None) for m in model.members])
+    if len(kept) == len(model.members) and all(c is not None for c in kept):
+        return kept
+    from zoo.recipes import get_recipe
+
+    return [
+        get_recipe(str(item.recipe), list(item.get("overrides") or []), registry=registry)
+        for item in cfg.ensemble.members
+    ]

@@ -1,4 +1,4 @@
-"""Weights manifests: a versioned YAML schema, its checks, and lookups by name or recipe.
+"""The weights manifest schema: versioned YAML -> checked :class:`WeightsEntry` objects.
 
 A manifest maps weight names (``arch.tag``, e.g. ``tf_efficientnet_lite0.in1k``) to entries::
 
@@ -25,26 +25,23 @@ A manifest maps weight names (``arch.tag``, e.g. ``tf_efficientnet_lite0.in1k``)
         metrics: {...}                  # where known
         verified: true                  # false: public source only, never loaded
 
-Manifests come from plugins (``zoo_register_weight_manifests``; the built-in ``recipes`` plugin
-registers the repository's ``weights_manifest.yaml``) and from ``ZOO_WEIGHTS_MANIFEST`` (paths
-separated by ``os.pathsep``). A name listed twice with different content is an error naming both files.
+Every error names the file, the entry and the field. Which manifests are in use, and lookups by
+name or recipe, are in :mod:`zoo.weights.catalog`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 from urllib.parse import urlparse
 
 import yaml
 
-from zoo.registry import Registry, close_matches, natural_key
-from zoo.weights.errors import ManifestError, NoPretrainedWeightsError, UnknownWeightsError
+from zoo.registry import close_matches
+from zoo.weights.errors import ManifestError
 
 SCHEMA_VERSION = 1
 SOURCE_PREFIXES = ("https://", "http://", "file://", "hf-hub:", "pypi:")
@@ -395,106 +392,3 @@ def read_manifest(path: str | Path) -> dict[str, WeightsEntry]:
     except yaml.YAMLError as exc:
         raise ManifestError(f"weights manifest {path} is not valid YAML: {exc}") from exc
     return parse_manifest(data, str(path), path)
-
-
-def manifest_paths(registry: Registry | None = None) -> list[Path]:
-    """Every manifest in use: those registered by plugins, then ``ZOO_WEIGHTS_MANIFEST``."""
-    from zoo.plugins import get_registry
-
-    reg = registry or get_registry()
-    paths = [p for p, _ in reg.manifest_files]
-    paths += [Path(p) for p in os.environ.get("ZOO_WEIGHTS_MANIFEST", "").split(os.pathsep) if p.strip()]
-    seen: set[Path] = set()
-    out = []
-    for p in paths:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            out.append(p)
-    return out
-
-
-def load_entries(registry: Registry | None = None, paths: Iterable[str | Path] | None = None) -> dict[str, WeightsEntry]:
-    """All entries of all manifests in use (or of ``paths``), checked; duplicates must agree."""
-    out: dict[str, WeightsEntry] = {}
-    for path in (manifest_paths(registry) if paths is None else [Path(p) for p in paths]):
-        for name, entry in read_manifest(path).items():
-            held = out.get(name)
-            if held is not None and _comparable(held) != _comparable(entry):
-                raise ManifestError(
-                    f"weights '{name}' is listed differently in {held.manifest} and {entry.manifest}; "
-                    "rename one of them or disable the plugin that ships one (ZOO_DISABLE_PLUGINS)"
-                )
-            out.setdefault(name, entry)
-    return out
-
-
-def _comparable(entry: WeightsEntry) -> dict[str, Any]:
-    data = entry.to_dict()
-    data.pop("manifest")
-    return data
-
-
-def list_weights(pattern: str = "*", registry: Registry | None = None, *, verified_only: bool = False) -> list[str]:
-    """Weight names matching the fnmatch ``pattern``, naturally sorted."""
-    entries = load_entries(registry)
-    return sorted(
-        (n for n, e in entries.items() if fnmatch.fnmatchcase(n, pattern) and (e.verified or not verified_only)),
-        key=natural_key,
-    )
-
-
-def get_weights(name: str, registry: Registry | None = None) -> WeightsEntry:
-    """The manifest entry ``name``; an unknown name raises with close matches."""
-    entries = load_entries(registry)
-    if name in entries:
-        return entries[name]
-    hints = close_matches(name, entries)
-    raise UnknownWeightsError(
-        f"unknown weights '{name}'."
-        + (f" Close matches: {', '.join(hints)}." if hints else "")
-        + " List them with: zoo weights list"
-    )
-
-
-def entry_for_recipe(cfg: Any, registry: Registry | None = None) -> WeightsEntry:
-    """The weights a resolved recipe loads with ``pretrained=True``.
-
-    A top-level ``weights: NAME`` key in the recipe wins. Otherwise the entries that name the
-    recipe and whose ``arch`` is the recipe's ``model.backbone.name`` (tag ignored) or the recipe
-    name itself are candidates; one marked ``default: true`` (or the only one) is chosen.
-    """
-    entries = load_entries(registry)
-    recipe = str(cfg.get("name") or "")
-    explicit = cfg.get("weights")
-    if explicit:
-        if str(explicit) not in entries:
-            hints = close_matches(str(explicit), entries)
-            raise NoPretrainedWeightsError(
-                f"recipe '{recipe}' names weights '{explicit}', which no manifest lists."
-                + (f" Close matches: {', '.join(hints)}." if hints else "")
-                + " List them with: zoo weights list"
-            )
-        return entries[str(explicit)]
-    backbone = ""
-    model = cfg.get("model") or {}
-    if model and model.get("backbone") is not None:
-        backbone = str(model.backbone.get("name") or "").split(".", 1)[0]
-    named = [e for e in entries.values() if e.recipe == recipe]
-    fitting = [e for e in named if not backbone or e.arch in (backbone, recipe)]
-    chosen = [e for e in fitting if e.default] or fitting
-    if len(chosen) == 1:
-        return chosen[0]
-    if len(chosen) > 1:
-        raise NoPretrainedWeightsError(
-            f"recipe '{recipe}' has several weights ({', '.join(e.name for e in chosen)}) and none is marked "
-            "default; pick one with the override +weights=NAME"
-        )
-    hints = [e.name for e in named] or close_matches(recipe, sorted({e.recipe for e in entries.values()}))
-    what = f"recipe '{recipe}'" + (f" with backbone '{backbone}'" if backbone else "")
-    raise NoPretrainedWeightsError(
-        f"No pretrained weights exist for {what}. Use pretrained=False, pass a checkpoint, or pick weights "
-        "with the override +weights=NAME."
-        + (f" Weights for this recipe: {', '.join(hints)}." if named else (f" Recipes that have weights: {', '.join(hints)}." if hints else ""))
-        + " List them with: zoo weights list"
-    )
