@@ -9,7 +9,8 @@ Modules by kind: ``env`` (environment settings), ``integrity`` (sha256, size + h
 lock), ``schema`` (manifest YAML -> :class:`WeightsEntry`), ``catalog`` (the cached entries in use,
 lookups), ``resolve`` (mirror -> cache -> sources), ``verify``, ``mirror``, ``upstream`` (reading
 upstream pickles), ``fit`` (fitting a state dict to a model), ``convert``, ``loading``
-(``pretrained=True``). Environment variables: see :mod:`zoo.weights.env`.
+(``pretrained=True``), ``library`` (timm/open_clip's own downloads: offline, one clear error).
+Environment variables: see :mod:`zoo.weights.env`.
 Names are imported on first use, so reading manifests and fetching files does not import torch.
 """
 
@@ -24,6 +25,7 @@ _EXPORTS = {
     "IntegrityError": "zoo.weights.errors",
     "ManifestError": "zoo.weights.errors",
     "NoPretrainedWeightsError": "zoo.weights.errors",
+    "PretrainedUnavailableError": "zoo.weights.errors",
     "SettingError": "zoo.weights.errors",
     "StateDictMismatchError": "zoo.weights.errors",
     "UnknownWeightsError": "zoo.weights.errors",
@@ -55,6 +57,7 @@ _EXPORTS = {
     "read_upstream_checkpoint": "zoo.weights.upstream",
     "unwrap_state_dict": "zoo.weights.upstream",
     "convert_checkpoint": "zoo.weights.convert",
+    "library_download": "zoo.weights.library",
     "load_entry": "zoo.weights.loading",
     "load_pretrained": "zoo.weights.loading",
 }

@@ -2,8 +2,9 @@
 
 =========================  ==========================================================================
 ``ZOO_OFFLINE=1``          never touch the network: zoo's own downloads are skipped and
-                           :func:`apply_offline_switches` sets the hub libraries' own switch
-                           (``HF_HUB_OFFLINE=1``, honoured by huggingface_hub and so by timm and open_clip)
+                           :func:`apply_offline_switches` sets the libraries' own switches
+                           (``HF_HUB_OFFLINE=1``, honoured by huggingface_hub and so by timm and
+                           open_clip; ``NO_ALBUMENTATIONS_UPDATE=1``, albumentations' PyPI check)
 ``ZOO_CACHE_DIR``          the cache (default ``<user cache dir>/zoo/weights``)
 ``ZOO_WEIGHTS_MIRROR``     mirror folders, separated by ``os.pathsep``
 ``ZOO_WEIGHTS_MANIFEST``   extra manifest files, separated by ``os.pathsep``
@@ -27,8 +28,10 @@ from pathlib import Path
 from zoo.weights.errors import SettingError
 
 TRUE = ("1", "true", "yes", "on")
-#: the hub libraries' own offline switches, set by :func:`apply_offline_switches`
-HUB_OFFLINE_SWITCHES = {"HF_HUB_OFFLINE": "1"}
+#: the libraries' own offline switches, set by :func:`apply_offline_switches`: huggingface_hub (and
+#: through it timm and open_clip) reads only its cache; albumentations skips the PyPI version check
+#: it otherwise makes when it is imported
+OFFLINE_SWITCHES = {"HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
 
 
 def offline() -> bool:
@@ -37,16 +40,19 @@ def offline() -> bool:
 
 
 def apply_offline_switches() -> bool:
-    """With ``ZOO_OFFLINE=1``, switch the hub libraries offline too; returns whether zoo is offline.
+    """With ``ZOO_OFFLINE=1``, switch the libraries offline too; returns whether zoo is offline.
 
-    Sets ``HF_HUB_OFFLINE=1`` in the environment (read by huggingface_hub when it is imported) and,
-    when huggingface_hub is already imported, its ``constants.HF_HUB_OFFLINE`` (read on every
-    request). timm and open_clip download through huggingface_hub, so they then read only the local
-    Hugging Face cache and fail at once instead of retrying the network. Nothing is changed online.
+    Sets :data:`OFFLINE_SWITCHES` in the environment (``HF_HUB_OFFLINE`` is read by huggingface_hub
+    when it is imported, ``NO_ALBUMENTATIONS_UPDATE`` by albumentations) and, when huggingface_hub is
+    already imported, its ``constants.HF_HUB_OFFLINE`` (read on every request). timm and open_clip
+    download through huggingface_hub, so they then read only the local Hugging Face cache and fail at
+    once instead of retrying the network. Call it before the plugins are imported (albumentations
+    checks at import); :func:`zoo.weights.library.library_download` calls it again before every
+    library download. Nothing is changed online.
     """
     if not offline():
         return False
-    os.environ.update(HUB_OFFLINE_SWITCHES)
+    os.environ.update(OFFLINE_SWITCHES)
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
         constants.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]

@@ -37,6 +37,12 @@ class DownloadError(ZooError):
     """A source that could not be read (HTTP error, connection lost, missing package file)."""
 
 
+class PretrainedUnavailableError(ZooError):
+    """Pretrained weights a library downloads itself (timm, open_clip) that cannot be had: offline and
+    not cached, no connection, or not on the hub. The message names the weights, the places searched
+    and the fixes."""
+
+
 class StateDictMismatchError(ZooError):
     """A state dict whose keys or shapes do not fit a model (the default error of :mod:`zoo.weights.fit`)."""
 
