@@ -55,10 +55,9 @@ def embed_zoo(
 ) -> tuple[np.ndarray, str, float]:
     import zoo
     from zoo.data.images import read_image
-    from zoo.inference.preprocess import Preprocess
 
     model = zoo.create_model(recipe, pretrained=True, overrides=overrides).eval().to(device)
-    pre = Preprocess.from_data_config(model.data_config)
+    pre = model.data_config
     out = []
     t0 = time.perf_counter()  # the embedding loop only (model building and plugin loading excluded)
     for p in paths:

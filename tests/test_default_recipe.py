@@ -110,10 +110,9 @@ def test_default_retrieval_map_on_instance_eval(instance_eval, default_model):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     from zoo.data.images import read_image
-    from zoo.inference.preprocess import Preprocess
 
     paths, labels = bench.read_labels(instance_eval)
-    pre = Preprocess.from_data_config(default_model.data_config)
+    pre = default_model.data_config
     with torch.no_grad():
         emb = torch.cat([
             default_model.embed(pre.normalize(pre.resize_uint8(read_image(p, max_side=pre.decode_side))[None]))

@@ -74,7 +74,7 @@ def test_tiny_recipe_forward_backward(registry, recipe):
 
     torch.manual_seed(0)
     model = create_model(recipe, overrides=TINY, registry=registry)
-    assert model.data_config["image_size"] == 64
+    assert model.data_config.input_size == 64
     idx, stride = HYBRID_RECIPES[recipe][2], HYBRID_RECIPES[recipe][4]
     reduction = {1: 4, 3: 16}[idx] // (2 if stride else 1)
     grid = 64 // reduction

@@ -147,13 +147,9 @@ def build_embedder(
     model = create_model(
         recipe, pretrained=pretrained and checkpoint is None, checkpoint=checkpoint, overrides=overrides, registry=registry
     ).eval()
-    data = dict(getattr(model, "data_config", {}) or {})
+    data = model.data_config
     return ImageEmbedder(
-        model,
-        int(image_size or data.get("image_size", 224)),
-        data.get("mean", (0.485, 0.456, 0.406)),
-        data.get("std", (0.229, 0.224, 0.225)),
-        str(data.get("interpolation", "bilinear")),
+        model, int(image_size or data.input_size), data.mean, data.std, data.interpolation,
     ).eval()
 
 

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.images import ImageReadError, ImageRecord, read_image
-from zoo.inference.preprocess import Preprocess
+from zoo.data.config import DataConfig
 
 
 @dataclass
@@ -35,21 +35,25 @@ class Sample:
         return tuple(tuple(t.shape) for t in self.inputs or ())
 
 
+def _resize_key(p: DataConfig) -> tuple:
+    return (p.input_size, p.resize, p.interpolation, p.crop_pct)
+
+
 class ImageStream(Dataset):
     """Map-style dataset over ``records[indices]`` producing :class:`Sample` objects.
 
     ``preprocesses`` are the model inputs (one per ensemble member); identical ones are computed once.
     """
 
-    def __init__(self, records: Sequence[ImageRecord], preprocesses: Sequence[Preprocess]) -> None:
+    def __init__(self, records: Sequence[ImageRecord], preprocesses: Sequence[DataConfig]) -> None:
         self.records = records
         self.preprocesses = list(preprocesses)
         # distinct resize settings (normalisation happens on the device, so it does not matter here)
-        keys = [(p.image_size, p.resize, p.interpolation) for p in self.preprocesses]
-        self.distinct: list[Preprocess] = []
+        keys = [_resize_key(p) for p in self.preprocesses]
+        self.distinct: list[DataConfig] = []
         self.slot: list[int] = []
         for p, key in zip(self.preprocesses, keys):
-            seen = [(q.image_size, q.resize, q.interpolation) for q in self.distinct]
+            seen = [_resize_key(q) for q in self.distinct]
             if key not in seen:
                 self.distinct.append(p)
                 seen.append(key)

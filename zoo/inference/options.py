@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from zoo.inference.embed import AMP_MODES, EmbedOptions
-from zoo.inference.preprocess import Preprocess, model_preprocesses, with_image_size
+from zoo.data.config import DataConfig, model_data_configs, with_input_size
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -55,8 +55,8 @@ def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]
     return model, meta
 
 
-def preprocesses_from_args(model: nn.Module, args: argparse.Namespace) -> list[Preprocess]:
-    return with_image_size(model_preprocesses(model), getattr(args, "image_size", None))
+def preprocesses_from_args(model: nn.Module, args: argparse.Namespace) -> list[DataConfig]:
+    return with_input_size(model_data_configs(model), getattr(args, "image_size", None))
 
 
 def embed_options_from_args(args: argparse.Namespace, **extra: Any) -> EmbedOptions:

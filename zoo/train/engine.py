@@ -33,8 +33,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from zoo.assembly import build_model, data_config
+from zoo.assembly import build_model
 from zoo.atomic import save_safetensors, write_json
+from zoo.data.config import DataConfig
 from zoo.recipes import apply_overrides
 from zoo.registry import Registry, ZooError
 from zoo.train.checkpoint import prefixed, read_train_state, save_train_state
@@ -130,7 +131,7 @@ class Trainer:
         self.max_steps = max_steps
         self.argv = list(argv or sys.argv)
         self.plan: TrainPlan = resolve_plan(cfg)
-        self.data_cfg = data_config(cfg)
+        self.data_cfg = DataConfig.from_recipe(cfg)
         if cfg.get("model") is None or (cfg.model.get("head") or {}).get("type") in (None, "null"):
             raise TrainError(
                 f"recipe '{cfg.get('name')}' has no model.head: training needs a classification head "
@@ -441,7 +442,7 @@ class Trainer:
         step = TrainStep(
             model, loss_fn, self.optimizer, device=ctx.device, amp=stage.amp, accumulate=stage.accumulate,  # type: ignore[arg-type]
             clip_grad=stage.clip_grad, channels_last=stage.channels_last, scaler=self.scaler,
-            mean=self.data_cfg["mean"], std=self.data_cfg["std"],
+            data_config=self.data_cfg,
         )
         for epoch in range(start_epoch, stage.last_epoch + 1):
             if self._run_epoch(stage, epoch, skip, model, step, loss_fn, mixer, dataset, sampler, val, split):
@@ -505,7 +506,7 @@ class Trainer:
             images, targets = batch["image"], batch["target"]
             if mixer is not None:
                 if images.dtype == torch.uint8:
-                    images = step.normalize(images.to(ctx.device))  # type: ignore[misc]
+                    images = self.data_cfg.normalize(images.to(ctx.device), channels_last=False)
                 g = torch.Generator().manual_seed(self.plan.seed + 31 * self.global_step + b)
                 images, targets = mixer(images, targets, split.num_classes, g)
             loss = step(images, targets, last_micro=last_micro, divisor=micro)
@@ -574,9 +575,6 @@ class Trainer:
         batches = [idx[i:i + stage.batch_size] for i in range(0, len(idx), stage.batch_size)]
         loader = DataLoader(val.dataset, batch_sampler=batches, num_workers=self.plan.workers, collate_fn=collate_batch)
         preds, confs, targets = [], [], []
-        from zoo.train.step import DeviceNormalize
-
-        normalize = DeviceNormalize(self.data_cfg["mean"], self.data_cfg["std"], ctx.device)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(stage.amp)
         for batch in loader:
             self.skips.add_batch(batch.get("skipped"))
@@ -584,7 +582,7 @@ class Trainer:
                 continue
             x = batch["image"].to(ctx.device)
             if x.dtype == torch.uint8:
-                x = normalize(x)
+                x = self.data_cfg.normalize(x, channels_last=False)
             with torch.autocast(ctx.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = model(x)["logits"].float()
             conf, pred = logits.max(1)

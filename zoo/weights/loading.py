@@ -79,12 +79,12 @@ def apply_entry(model: nn.Module, entry: WeightsEntry, state: Mapping[str, torch
 
 def check_preprocess(model: nn.Module, entry: WeightsEntry) -> None:
     """Warn when the recipe normalises images differently from how the weights were trained."""
-    data = getattr(model, "data_config", None) or {}
+    data = getattr(model, "data_config", None)
     pre = entry.preprocess
-    if pre is None or not data:
+    if pre is None or data is None:
         return
     for key in ("mean", "std"):
-        have = tuple(float(v) for v in data.get(key, ()))
+        have = tuple(float(v) for v in getattr(data, key))
         want = pre.mean if key == "mean" else pre.std
         if len(have) == 3 and any(abs(a - b) > 1e-3 for a, b in zip(have, want)):
             log.warning(
