@@ -72,5 +72,16 @@ def test_the_cycle_finder_finds_cycles():
 @pytest.mark.parametrize("leaf", ["fit", "upstream", "errors", "integrity", "env", "schema"])
 def test_leaf_modules_import_only_registry_and_errors(leaf):
     allowed = {"zoo.registry", "zoo.weights.errors", "zoo.weights"}
+    if leaf == "schema":
+        allowed.add("zoo.data.config")  # the manifest's preprocess section is a DataConfig (itself a leaf)
     imports = module_imports(WEIGHTS / f"{leaf}.py")
     assert imports <= allowed, f"zoo.weights.{leaf} imports {sorted(imports - allowed)}"
+
+
+def test_every_public_name_of_zoo_weights_resolves():
+    import zoo.weights
+
+    for name in zoo.weights.__all__:
+        assert getattr(zoo.weights, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        zoo.weights.nope  # noqa: B018

@@ -25,6 +25,7 @@ _EXPORTS = {
     "IntegrityError": "zoo.weights.errors",
     "ManifestError": "zoo.weights.errors",
     "NoPretrainedWeightsError": "zoo.weights.errors",
+    "PreprocessMismatchError": "zoo.weights.errors",
     "PretrainedUnavailableError": "zoo.weights.errors",
     "SettingError": "zoo.weights.errors",
     "StateDictMismatchError": "zoo.weights.errors",

@@ -43,6 +43,10 @@ class PretrainedUnavailableError(ZooError):
     and the fixes."""
 
 
+class PreprocessMismatchError(ZooError):
+    """Weights whose manifest preprocessing differs from the recipe's (the message names both and the fix)."""
+
+
 class StateDictMismatchError(ZooError):
     """A state dict whose keys or shapes do not fit a model (the default error of :mod:`zoo.weights.fit`)."""
 

@@ -4,7 +4,8 @@ Entries load ``into: model`` (a whole ZooModel state dict, loaded strictly) or `
 (the state dict of the backbone network, e.g. a complete timm model; it is placed on the module
 inside ``model.backbone`` whose keys it fits, and keys matching ``load.drop`` may be absent from
 the model, e.g. an ImageNet classifier the backbone does not keep). Everything else in the model
-(GeM's ``p``) keeps the recipe's initial values. Only safetensors are read here.
+(GeM's ``p``) keeps the recipe's initial values. Only safetensors are read here. Weights made with
+other preprocessing than the recipe's are refused (:func:`check_preprocess`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from zoo.data.config import DataConfig
 from zoo.registry import Registry
 from zoo.weights.catalog import entry_for_recipe
-from zoo.weights.errors import NoPretrainedWeightsError, UnverifiedWeightsError, WeightsLoadError
+from zoo.weights.errors import (
+    NoPretrainedWeightsError,
+    PreprocessMismatchError,
+    UnverifiedWeightsError,
+    WeightsLoadError,
+)
 from zoo.weights.fit import backbone_target, fit_state
 from zoo.weights.resolve import fetch_entry
 from zoo.weights.schema import WeightsEntry
@@ -26,6 +33,8 @@ from zoo.weights.schema import WeightsEntry
 log = logging.getLogger(__name__)
 
 
+#: the preprocessing fields backbone weights fix (size rule, input size and crop are the recipe's)
+BACKBONE_FIELDS = ("mean", "std", "interpolation")
 #: advice shown when manifest weights do not fit the recipe's model
 FIT_HINT = "Were the recipe's model settings overridden? Use the overrides the weights list (zoo weights list -l)."
 
@@ -77,21 +86,46 @@ def apply_entry(model: nn.Module, entry: WeightsEntry, state: Mapping[str, torch
     log.info("loaded %d tensors of '%s'", len(fitted), entry.name)
 
 
-def check_preprocess(model: nn.Module, entry: WeightsEntry) -> None:
-    """Warn when the recipe normalises images differently from how the weights were trained."""
-    data = getattr(model, "data_config", None)
-    pre = entry.preprocess
-    if pre is None or data is None:
+def check_preprocess(model: nn.Module, entry: WeightsEntry, cfg: Any = None) -> None:
+    """Refuse weights made with other preprocessing than the recipe's (an error naming both).
+
+    The recipe's preprocessing is the model's ``data_config`` (else ``DataConfig.from_recipe(cfg)``);
+    the weights' is the manifest entry's ``preprocess`` section.
+
+    * whole-model entries (``load.into: model``): the full config must match (input size, size rule,
+      interpolation, mean, std, crop), since the model was trained and evaluated exactly so;
+    * backbone entries (``load.into: backbone``, e.g. ImageNet weights used at another input size):
+      mean, std and interpolation must match (:data:`BACKBONE_FIELDS`); the input size, size rule
+      and crop are the recipe's to choose.
+    """
+    want = entry.preprocess
+    if want is None:
         return
-    for key in ("mean", "std"):
-        have = tuple(float(v) for v in getattr(data, key))
-        want = pre.mean if key == "mean" else pre.std
-        if len(have) == 3 and any(abs(a - b) > 1e-3 for a, b in zip(have, want)):
-            log.warning(
-                "recipe '%s' normalises with %s=%s but weights '%s' were trained with %s=%s; "
-                "embeddings will be off (set data.%s)", getattr(model, "recipe", "?"), key, have, entry.name,
-                key, want, key,
-            )
+    have = getattr(model, "data_config", None)
+    if not isinstance(have, DataConfig):
+        if cfg is None:
+            return
+        have = DataConfig.from_recipe(cfg)
+    fields = BACKBONE_FIELDS if entry.load_into == "backbone" else tuple(have.to_dict())
+    diffs = [d for d in have.diff(want) if d.split(":", 1)[0] in fields]
+    if not diffs:
+        return
+    fix = " ".join(_override(name, getattr(want, name)) for name in (d.split(":", 1)[0] for d in diffs))
+    raise PreprocessMismatchError(
+        f"weights '{entry.name}' ({entry.load_into} weights) were made with other preprocessing than recipe "
+        f"'{getattr(model, 'recipe', None) or (cfg.get('name') if cfg is not None else '?')}' uses "
+        f"(recipe != weights): {'; '.join(diffs)}. Make the recipe match with the overrides: {fix}; or pick "
+        "weights made for this preprocessing (zoo weights list -l)"
+    )
+
+
+def _override(name: str, value: Any) -> str:
+    key = "data.image_size" if name == "input_size" else f"data.{name}"
+    if isinstance(value, tuple):
+        value = "[" + ",".join(f"{v:g}" for v in value) + "]"
+    elif value is None:
+        value = "null"
+    return f"{key}={value}"
 
 
 def load_entry(
@@ -100,6 +134,8 @@ def load_entry(
     """Fetch (verified) and load one entry into ``model``; returns the files' safetensors metadata.
 
     ``cfg``: the resolved recipe ``model`` was built from (reused if the file must be converted).
+    Preprocessing that differs from the entry's is refused before anything is fetched
+    (:func:`check_preprocess`).
     """
     if not entry.verified:
         raise UnverifiedWeightsError(
@@ -107,10 +143,10 @@ def load_entry(
             "loads weights without a sha256 in the manifest. Convert a checked copy with zoo weights convert "
             "and pass it as checkpoint="
         )
+    check_preprocess(model, entry, cfg)
     paths = fetch_entry(entry, registry=registry, cfg=cfg)
     state, meta = read_safetensors(paths)
     apply_entry(model, entry, state)
-    check_preprocess(model, entry)
     model.weights_entry = entry.name  # type: ignore[assignment]
     return meta
 

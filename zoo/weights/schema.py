@@ -19,6 +19,7 @@ A manifest maps weight names (``arch.tag``, e.g. ``tf_efficientnet_lite0.in1k``)
               converter: lukemelas-efficientnet-lite   # a registered converter
               from: {name: x.pth, sha256: <64 hex>, size: 123, sources: [...]}
         preprocess: {input_size: 224, mean: [...], std: [...], interpolation: bicubic, crop_pct: 0.875}
+                                        # a zoo.data.config.DataConfig; optional resize: square | long_side
         embedding_dim: 1280
         license: Apache-2.0
         paper: arXiv:1905.11946
@@ -40,6 +41,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from zoo.data.config import INTERPOLATIONS, RESIZE_MODES, DataConfig, DataConfigError
 from zoo.registry import close_matches
 from zoo.weights.errors import ManifestError
 
@@ -47,7 +49,7 @@ SCHEMA_VERSION = 1
 SOURCE_PREFIXES = ("https://", "http://", "file://", "hf-hub:", "pypi:")
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 LOAD_TARGETS = ("model", "backbone")
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+PREPROCESS_KEYS = {"input_size", "resize", "mean", "std", "interpolation", "crop_pct"}
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 ENTRY_KEYS = {
@@ -86,22 +88,13 @@ class WeightFile:
 
 
 @dataclass(frozen=True)
-class Preprocess:
-    input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str
-    crop_pct: float | None = None
-
-
-@dataclass(frozen=True)
 class WeightsEntry:
     """A named set of released weights with everything needed to use them correctly."""
 
     name: str
     recipe: str
     files: tuple[WeightFile, ...]
-    preprocess: Preprocess | None
+    preprocess: DataConfig | None
     embedding_dim: int | None
     license: str
     paper: str
@@ -340,9 +333,11 @@ def _parse_file(c: _Check, fld: str, data: Any, verified: bool) -> WeightFile:
     return WeightFile(name, sha, size, sources, converter, upstream)
 
 
-def _parse_preprocess(c: _Check, data: Any) -> Preprocess:
+def _parse_preprocess(c: _Check, data: Any) -> DataConfig:
+    """The ``preprocess`` section as a :class:`~zoo.data.config.DataConfig` (the preprocessing the
+    weights were trained and evaluated with; ``resize`` defaults to ``square``)."""
     data = c.mapping(data, "preprocess")
-    c.keys(data, {"input_size", "mean", "std", "interpolation", "crop_pct"}, "preprocess")
+    c.keys(data, PREPROCESS_KEYS, "preprocess")
     size = data.get("input_size")
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise c.fail("preprocess.input_size", f"must be a positive integer (pixels), got {size!r}")
@@ -360,10 +355,19 @@ def _parse_preprocess(c: _Check, data: Any) -> Preprocess:
     interp = data.get("interpolation")
     if interp not in INTERPOLATIONS:
         raise c.fail("preprocess.interpolation", f"must be one of {', '.join(INTERPOLATIONS)}, got {interp!r}")
+    resize = data.get("resize", "square")
+    if resize not in RESIZE_MODES:
+        raise c.fail("preprocess.resize", f"must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
     crop = data.get("crop_pct")
-    if crop is not None and (not isinstance(crop, (int, float)) or not 0 < crop <= 1):
+    if crop is not None and (isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 < crop <= 1):
         raise c.fail("preprocess.crop_pct", f"must be in (0, 1], got {crop!r}")
-    return Preprocess(size, triples["mean"], triples["std"], interp, float(crop) if crop is not None else None)  # type: ignore[arg-type]
+    try:
+        return DataConfig(
+            input_size=size, resize=resize, interpolation=interp, mean=triples["mean"], std=triples["std"],
+            crop_pct=float(crop) if crop is not None else None,
+        )
+    except DataConfigError as exc:
+        raise c.fail("preprocess", str(exc)) from exc
 
 
 def parse_manifest(data: Any, source: str, path: Path | None = None) -> dict[str, WeightsEntry]:
