@@ -1,13 +1,13 @@
-"""Assembly: a recipe's ``model`` section -> registered parts -> one ``nn.Module``.
+"""Assembly: a resolved recipe's ``model`` section -> registered parts -> one ``nn.Module``.
 
 The core holds no model code: :class:`ZooModel` only wires registered parts together
 (backbone -> pooling -> neck -> head) and :class:`ZooEnsemble` wires recipes together through a
-registered combiner.
+registered combiner. No weights are loaded here: :mod:`zoo.factory` (``create_model``) builds a model
+with its weights (manifest, checkpoint or run folder).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -253,53 +253,3 @@ def _build_ensemble(cfg: DictConfig, registry: Registry) -> ZooEnsemble:
         members, member_cfgs, combiner, recipe=cfg.get("name"), data_config=DataConfig.from_recipe(cfg),
         recipe_cfg=cfg, member_recipes=member_recipes,
     )
-
-
-def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, str]:
-    """Load a zoo safetensors checkpoint strictly; returns its metadata."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelBuildError(f"checkpoint {path} does not exist")
-    if path.suffix != ".safetensors":
-        raise ModelBuildError(
-            f"checkpoint {path} is not a .safetensors file; zoo never unpickles checkpoints. Convert an "
-            "upstream .pth with: zoo weights convert SRC --from LAYOUT --recipe RECIPE --out DST.safetensors"
-        )
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-    state = load_file(str(path))
-    from zoo.weights.convert import ConversionError, check_fit
-
-    try:
-        check_fit(state, model.state_dict(), f"checkpoint {path} for recipe '{getattr(model, 'recipe', '?')}'")
-    except ConversionError as exc:
-        raise ModelBuildError(f"{exc} Was it written with the same overrides?") from exc
-    model.load_state_dict(state, strict=True)
-    return meta
-
-
-def create_model(
-    recipe: str | DictConfig,
-    *,
-    pretrained: bool = False,
-    checkpoint: str | Path | None = None,
-    overrides: Iterable[str] = (),
-    registry: Registry | None = None,
-) -> nn.Module:
-    """Build a recipe's model; ``pretrained`` loads its default weights from the manifest,
-    ``checkpoint`` a zoo safetensors file."""
-    from zoo.plugins import get_registry
-
-    reg = registry or get_registry()
-    cfg = get_recipe(recipe, overrides, registry=reg) if isinstance(recipe, str) else recipe
-    model = build_model(cfg, reg)
-    if pretrained and checkpoint is None:
-        from zoo.weights.loading import load_pretrained
-
-        load_pretrained(model, cfg, registry=reg)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    return model
