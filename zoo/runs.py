@@ -3,7 +3,7 @@
 A run folder (``zoo train ... --out runs/ft``) holds::
 
     runs/ft/model.safetensors   weights; metadata: the resolved model config (real head size), label map,
-                                data config, recipe name, zoo version, training step
+                                data config, recipe name, training step
     runs/ft/config.json         the same resolved config (written with model.safetensors)
     runs/ft/labels.json         the label map ({"labels": [class name of head row 0, 1, ...]})
 
@@ -21,7 +21,6 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo import __version__
 from zoo.assembly import ModelBuildError
 from zoo.atomic import save_safetensors, write_json
 from zoo.data.config import DataConfig
@@ -81,7 +80,6 @@ def save_run_weights(
         META_RECIPE: str(data.get("name")),
         META_CONFIG: json.dumps(data),
         META_DATA: json.dumps(DataConfig.from_recipe(data).to_dict()),
-        "zoo_version": __version__,
     }
     if labels is not None:
         meta[META_LABELS] = json.dumps(list(labels))
