@@ -61,7 +61,7 @@ def embed_zoo(
     out = []
     t0 = time.perf_counter()  # the embedding loop only (model building and plugin loading excluded)
     for p in paths:
-        x = pre.normalize(pre.resize_uint8(read_image(p, max_side=pre.decode_side))[None].to(device))
+        x = pre.normalize(pre.resize_uint8(read_image(p))[None].to(device))
         out.append(model.embed(x).cpu())
     seconds = time.perf_counter() - t0
     return torch.cat(out).numpy(), str(getattr(model, "weights_entry", "?")), seconds

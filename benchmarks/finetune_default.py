@@ -48,7 +48,7 @@ def embed(model: torch.nn.Module, paths: list[Path], device: torch.device) -> np
     pre = model.data_config
     out = []
     for p in paths:
-        x = pre.normalize(pre.resize_uint8(read_image(p, max_side=pre.decode_side))[None].to(device))
+        x = pre.normalize(pre.resize_uint8(read_image(p))[None].to(device))
         out.append(model.embed(x).float().cpu())
     return torch.cat(out).numpy()
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from zoo import hookimpl
-from zoo.assembly import ModelBuildError, ZooModel, create_model
+from zoo.assembly import ModelBuildError, ZooModel
+from zoo.factory import create_model
 from zoo.plugins import load_registry
 from zoo.recipes import RecipeError, get_recipe, list_recipes
 from zoo.registry import UnknownComponentError

@@ -115,7 +115,7 @@ def test_default_retrieval_map_on_instance_eval(instance_eval, default_model):
     pre = default_model.data_config
     with torch.no_grad():
         emb = torch.cat([
-            default_model.embed(pre.normalize(pre.resize_uint8(read_image(p, max_side=pre.decode_side))[None]))
+            default_model.embed(pre.normalize(pre.resize_uint8(read_image(p))[None]))
             for p in paths
         ]).numpy()
     m_ap, r1 = bench.average_precision_and_r1(emb, labels)

@@ -1,13 +1,14 @@
-"""Assembly: a recipe's ``model`` section -> registered parts -> one ``nn.Module``.
+"""Assembly: a resolved recipe's ``model`` section -> registered parts -> one ``nn.Module``.
 
 The core holds no model code: :class:`ZooModel` only wires registered parts together
 (backbone -> pooling -> neck -> head) and :class:`ZooEnsemble` wires recipes together through a
-registered combiner.
+registered combiner. No weights are loaded here: :mod:`zoo.factory` (``create_model``) builds a model
+with its weights (manifest, checkpoint or run folder).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import inspect
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -29,6 +30,50 @@ def _kwargs(node: Any, drop: Iterable[str] = ("type",)) -> dict[str, Any]:
         return {}
     data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     return {k: v for k, v in data.items() if k not in set(drop)}
+
+
+def _parameters(factory: Any) -> tuple[set[str], set[str], bool]:
+    """``(accepted, required, takes **kwargs)`` keyword parameters of a component factory."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
+        return set(), set(), True
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    required = {p.name for p in named if p.default is p.empty}
+    return {p.name for p in named}, required, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def create_component(
+    registry: Registry, kind: str, node: Any, where: str, recipe: Any, **wired: Any
+) -> Any:
+    """Build the registered ``kind`` named by ``node.type`` with ``node``'s other keys as arguments.
+
+    ``wired`` are the arguments assembly supplies itself (``in_features``, ...). Arguments the factory
+    does not accept, or required ones that are missing, are one :class:`ModelBuildError` naming the
+    recipe key, the argument and the arguments the component accepts (from its signature).
+    """
+    name = str(node.get("type"))
+    kwargs = {**_kwargs(node), **wired}
+    entry = registry.get(kind, name)
+    accepted, required, open_ended = _parameters(entry.factory)
+    own = sorted(accepted - set(wired))
+    unknown = [] if open_ended else sorted(set(kwargs) - accepted)
+    missing = sorted(required - set(kwargs))
+    if unknown or missing:
+        what = (f"does not accept {', '.join(repr(k) for k in unknown)}" if unknown
+                else f"needs {', '.join(repr(k) for k in missing)}")
+        fix = (f"remove {', '.join(f'{where}.{k}' for k in unknown)}" if unknown
+               else f"set {', '.join(f'{where}.{k}' for k in missing)}")
+        raise ModelBuildError(
+            f"recipe '{recipe}': {where} ({kind} '{name}') {what}; {kind} '{name}' accepts "
+            f"{', '.join(own) if own else 'no arguments'}{' (and more)' if open_ended else ''}: {fix}"
+        )
+    try:
+        return entry.create(**kwargs)
+    except TypeError as exc:  # an open-ended factory passing an argument on that its callee rejects
+        if "unexpected keyword argument" not in str(exc) and "required" not in str(exc):
+            raise
+        raise ModelBuildError(f"recipe '{recipe}': {where} ({kind} '{name}') cannot be built: {exc}") from exc
 
 
 class ZooModel(nn.Module):
@@ -197,38 +242,43 @@ def build_model(cfg: DictConfig, registry: Registry) -> nn.Module:
     """Build the model (or ensemble) of a resolved recipe; no weights are loaded here."""
     if cfg.get("ensemble") is not None:
         return _build_ensemble(cfg, registry)
+    name = cfg.get("name")
     mcfg = cfg.get("model")
     if mcfg is None or mcfg.get("backbone") is None:
-        raise ModelBuildError(f"recipe '{cfg.get('name')}' has no model.backbone section")
-    bb_cfg = mcfg.backbone
-    backbone = registry.create("backbone", str(bb_cfg.type), **_kwargs(bb_cfg))
+        raise ModelBuildError(f"recipe '{name}' has no model.backbone section")
+    backbone = create_component(registry, "backbone", mcfg.backbone, "model.backbone", name)
     num_features = int(getattr(backbone, "num_features"))
     pool = None
     if mcfg.get("pooling") is not None:
-        pool = registry.create("pooling", str(mcfg.pooling.type), **_kwargs(mcfg.pooling))
+        pool = create_component(registry, "pooling", mcfg.pooling, "model.pooling", name)
     emb_dim = mcfg.get("embedding_dim") or num_features
+    if isinstance(emb_dim, bool) or not isinstance(emb_dim, int) or emb_dim < 1:
+        raise ModelBuildError(
+            f"recipe '{name}': model.embedding_dim={emb_dim!r}; it must be a positive integer (or null: the backbone's width)"
+        )
     neck = None
     if mcfg.get("neck") is not None:
-        neck = registry.create(
-            "neck",
-            str(mcfg.neck.type),
-            in_features=num_features,
-            out_features=int(emb_dim),
-            **_kwargs(mcfg.neck),
+        neck = create_component(
+            registry, "neck", mcfg.neck, "model.neck", name, in_features=num_features, out_features=int(emb_dim)
         )
     elif int(emb_dim) != num_features:
         raise ModelBuildError(
-            f"recipe '{cfg.get('name')}': model.embedding_dim={emb_dim} but there is no neck and the "
+            f"recipe '{name}': model.embedding_dim={emb_dim} but there is no neck and the "
             f"backbone gives {num_features} features. Add a model.neck or drop model.embedding_dim."
         )
     head = None
     hcfg = mcfg.get("head")
     if hcfg is not None and hcfg.get("type") is not None:
-        head = registry.create(
-            "head", str(hcfg.type), in_features=int(emb_dim), **_kwargs(hcfg)
-        )
+        classes = hcfg.get("num_classes")
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+            raise ModelBuildError(
+                f"recipe '{name}': model.head.num_classes={classes!r}, but a head ('{hcfg.type}') needs at least 1 "
+                "class; set it to the number of classes (zoo train sets it from the data), or model.head.type=null "
+                "for a model without a head"
+            )
+        head = create_component(registry, "head", hcfg, "model.head", name, in_features=int(emb_dim))
     return ZooModel(
-        backbone, pool, neck, head, embedding_dim=int(emb_dim), recipe=cfg.get("name"),
+        backbone, pool, neck, head, embedding_dim=int(emb_dim), recipe=name,
         data_config=DataConfig.from_recipe(cfg), recipe_cfg=cfg,
     )
 
@@ -247,59 +297,9 @@ def _build_ensemble(cfg: DictConfig, registry: Registry) -> ZooEnsemble:
         members.append(model)
         member_cfgs.append(mc)
         member_recipes.append(sub)
-    combiner_cfg = ens.get("combiner") or {"type": "concat"}
-    combiner = registry.create("ensemble", str(combiner_cfg.type), **_kwargs(combiner_cfg))
+    combiner_cfg = ens.get("combiner") or OmegaConf.create({"type": "concat"})
+    combiner = create_component(registry, "ensemble", combiner_cfg, "ensemble.combiner", cfg.get("name"))
     return ZooEnsemble(
         members, member_cfgs, combiner, recipe=cfg.get("name"), data_config=DataConfig.from_recipe(cfg),
         recipe_cfg=cfg, member_recipes=member_recipes,
     )
-
-
-def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, str]:
-    """Load a zoo safetensors checkpoint strictly; returns its metadata."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelBuildError(f"checkpoint {path} does not exist")
-    if path.suffix != ".safetensors":
-        raise ModelBuildError(
-            f"checkpoint {path} is not a .safetensors file; zoo never unpickles checkpoints. Convert an "
-            "upstream .pth with: zoo weights convert SRC --from LAYOUT --recipe RECIPE --out DST.safetensors"
-        )
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-    state = load_file(str(path))
-    from zoo.weights.convert import ConversionError, check_fit
-
-    try:
-        check_fit(state, model.state_dict(), f"checkpoint {path} for recipe '{getattr(model, 'recipe', '?')}'")
-    except ConversionError as exc:
-        raise ModelBuildError(f"{exc} Was it written with the same overrides?") from exc
-    model.load_state_dict(state, strict=True)
-    return meta
-
-
-def create_model(
-    recipe: str | DictConfig,
-    *,
-    pretrained: bool = False,
-    checkpoint: str | Path | None = None,
-    overrides: Iterable[str] = (),
-    registry: Registry | None = None,
-) -> nn.Module:
-    """Build a recipe's model; ``pretrained`` loads its default weights from the manifest,
-    ``checkpoint`` a zoo safetensors file."""
-    from zoo.plugins import get_registry
-
-    reg = registry or get_registry()
-    cfg = get_recipe(recipe, overrides, registry=reg) if isinstance(recipe, str) else recipe
-    model = build_model(cfg, reg)
-    if pretrained and checkpoint is None:
-        from zoo.weights.loading import load_pretrained
-
-        load_pretrained(model, cfg, registry=reg)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    return model

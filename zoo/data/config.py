@@ -13,8 +13,10 @@ Resize rules (``resize``):
 * ``long_side``: scale so the long side is ``S``, keeping the aspect ratio (nothing is cropped or
   padded; images of different aspect ratios then differ in shape).
 
-Resizing is PIL's antialiased resampling of the uint8 image (``Image.resize``, no ``reducing_gap``),
-on the CPU; normalisation ``(x - 255 mean) / (255 std)`` runs on the device on the uint8 batch.
+Resizing is PIL's antialiased resampling of the whole decoded uint8 image (``Image.resize``, no
+``reducing_gap``; JPEGs are not decoded at a reduced DCT scale, which moved descriptors of large photos
+to cosine 0.995-0.998 of the full decode), on the CPU; normalisation ``(x - 255 mean) / (255 std)``
+runs on the device on the uint8 batch. Exported models reproduce both (:mod:`zoo.data.resample`).
 This module is a leaf: it imports no other zoo module except the registry's error base class.
 """
 
@@ -175,6 +177,16 @@ class DataConfig:
             "resize": self.resize,
         }
 
+    def describe(self) -> str:
+        """One line for people: ``long side -> 384 px (bicubic), mean [0.5, ...], std [0.5, ...]``."""
+        if self.resize == "long_side":
+            rule = f"long side -> {self.input_size} px"
+        elif self.crop_pct is not None:
+            rule = f"short side -> {math.floor(self.input_size / self.crop_pct)} px, centre {self.input_size}x{self.input_size} crop"
+        else:
+            rule = f"{self.input_size}x{self.input_size}"
+        return f"{rule} ({self.interpolation}), mean {list(self.mean)}, std {list(self.std)}"
+
     def with_input_size(self, size: int) -> "DataConfig":
         return replace(self, input_size=int(size))
 
@@ -194,15 +206,6 @@ class DataConfig:
         return out
 
     # -- geometry ------------------------------------------------------------------------
-    @property
-    def decode_side(self) -> int:
-        """The long side JPEG draft decoding must keep so the resize still reduces (never enlarges)."""
-        if self.resize == "long_side":
-            return self.input_size
-        if self.crop_pct is not None:
-            return 2 * math.floor(self.input_size / self.crop_pct)
-        return 2 * self.input_size  # short side >= S for aspect ratios up to 2:1
-
     def resize_plan(self, height: int, width: int) -> tuple[int, int, int, int]:
         """``(resized_h, resized_w, top, left)``: the resize, then the ``output_size`` crop at (top, left)."""
         s = self.input_size

@@ -58,7 +58,6 @@ class ImageStream(Dataset):
                 self.distinct.append(p)
                 seen.append(key)
             self.slot.append(seen.index(key))
-        self.decode_side = max(p.decode_side for p in self.distinct)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -66,7 +65,7 @@ class ImageStream(Dataset):
     def __getitem__(self, index: int) -> Sample:
         rec = self.records[index]
         try:
-            image = read_image(rec.path, max_side=self.decode_side)
+            image = read_image(rec.path)  # whole: a DataConfig resizes the decoded photo (as exports do)
         except ImageReadError as exc:
             return Sample(index, error=str(exc))
         except Exception as exc:  # a decoder bug on one file must not stop a million-image run

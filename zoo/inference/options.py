@@ -16,8 +16,11 @@ from zoo.data.config import DataConfig, model_data_configs, with_input_size
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="recipe or ensemble recipe name (see: zoo recipes)")
-    p.add_argument("--checkpoint", default=None, help="zoo .safetensors checkpoint to load (else the recipe's default weights)")
+    p.add_argument("recipe", nargs="?", default=None,
+                   help="recipe or ensemble recipe name (see: zoo recipes), or a run folder of zoo train "
+                        "(optional with a self-describing --checkpoint)")
+    p.add_argument("--checkpoint", default=None,
+                   help="zoo .safetensors checkpoint or run folder to load (else the recipe's default weights)")
     p.add_argument(
         "--pretrained", dest="pretrained", action=argparse.BooleanOptionalAction, default=None,
         help="load the recipe's default weights from the manifest (default: yes unless --checkpoint is given)",
@@ -40,15 +43,16 @@ def add_embed_args(p: argparse.ArgumentParser, *, image_size: bool = True) -> No
 
 def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     """Build the model of ``args.recipe``; returns it with the metadata recorded next to its outputs."""
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
 
     pretrained = args.pretrained if args.pretrained is not None else args.checkpoint is None
     model = create_model(
         args.recipe, pretrained=bool(pretrained), checkpoint=args.checkpoint, overrides=list(args.overrides)
     )
+    checkpoint = getattr(model, "checkpoint", None) or args.checkpoint
     meta = {
-        "recipe": args.recipe,
-        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+        "recipe": getattr(model, "recipe", None) or args.recipe,
+        "checkpoint": str(checkpoint) if checkpoint else None,
         "pretrained": bool(pretrained),
         "overrides": list(args.overrides),
     }

@@ -34,9 +34,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from zoo.assembly import build_model
-from zoo.atomic import save_safetensors, write_json
 from zoo.data.config import DataConfig
 from zoo.recipes import apply_overrides
+from zoo.runs import WEIGHTS_FILE, save_run_weights
 from zoo.registry import Registry, ZooError
 from zoo.train.checkpoint import prefixed, read_train_state, save_train_state
 from zoo.train.config import Stage, TrainPlan, resolve_plan
@@ -59,7 +59,6 @@ from zoo.train.validation import accuracy, gap_score
 log = logging.getLogger(__name__)
 
 RESUME_FILE = "resume.safetensors"
-WEIGHTS_FILE = "model.safetensors"
 
 
 class TrainError(ZooError):
@@ -316,12 +315,13 @@ class Trainer:
         assert self.model is not None
         path = self.run_dir / name
         if self.ctx.is_main:
-            meta = {"recipe": str(self.cfg.get("name")), "global_step": str(self.global_step),
-                    "zoo_labels": json.dumps(self.label_names)}
-            save_safetensors(path, self.model.state_dict(), metadata=meta)
+            # self-describing (zoo.runs): the model's resolved config (real head size), label map, data config
+            meta = {"global_step": str(self.global_step)}
+            config = self.model.recipe_cfg
+            save_run_weights(path, self.model.state_dict(), config, self.label_names, metadata=meta)
             if self.ema is not None:
-                save_safetensors(path.with_name(path.stem + "_ema.safetensors"), self.ema.state_dict(), metadata=meta)
-            write_json(self.run_dir / "labels.json", {"labels": self.label_names})
+                save_run_weights(path.with_name(path.stem + "_ema.safetensors"), self.ema.state_dict(), config,
+                                 self.label_names, metadata=meta)
         return path
 
     # -- main loop -----------------------------------------------------------------------------
