@@ -56,7 +56,7 @@ def bench_model(name: str, overrides: list[str], records, args, device) -> dict:
     model = zoo.create_model("default", overrides=overrides)
     embedder = Embedder(model, device=device, amp=args.amp)
     pre = embedder.preprocesses[0]
-    x = torch.randint(0, 256, (args.batch_size, 3, pre.image_size, pre.image_size), dtype=torch.uint8, device=device)
+    x = torch.randint(0, 256, (args.batch_size, 3, pre.input_size, pre.input_size), dtype=torch.uint8, device=device)
     for _ in range(3):
         embedder([x])
     torch.cuda.synchronize()

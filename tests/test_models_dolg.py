@@ -45,7 +45,7 @@ def dolg_extra_params(c_local: int, c_global: int, dim: int = 1024, atrous: int 
 def test_full_size_recipe_on_meta(registry, recipe):
     import timm
 
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
     from zoo.recipes import get_recipe
 
     name, c_l, c_g, dilations, stride = DOLG_RECIPES[recipe]
@@ -72,7 +72,7 @@ def test_full_size_recipe_on_meta(registry, recipe):
 
 @pytest.mark.parametrize("recipe", sorted(DOLG_RECIPES))
 def test_tiny_recipe_forward_backward(registry, recipe):
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
 
     torch.manual_seed(0)
     model = create_model(recipe, overrides=TINY, registry=registry)

@@ -7,6 +7,7 @@ points the first time one of these is called)::
     zoo.get_recipe("glr2020-3rd-effnet-b5", overrides=["train.lr=1e-4"])
     zoo.list_components("backbone")
     model = zoo.create_model("default", pretrained=True)
+    model = zoo.create_model("runs/ft")          # a run folder of zoo train (self-describing weights)
     zoo.plugins.report()
 """
 
@@ -25,6 +26,8 @@ from zoo.registry import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from omegaconf import DictConfig
     from torch import nn
 
@@ -52,15 +55,18 @@ def list_components(
 
 
 def create_model(
-    recipe: "str | DictConfig",
+    recipe: "str | Path | DictConfig | None" = None,
     *,
     pretrained: bool = False,
     checkpoint: Any = None,
     overrides: Iterable[str] = (),
     registry: Registry | None = None,
 ) -> "nn.Module":
-    """Build a recipe's model. See :func:`zoo.assembly.create_model`."""
-    from zoo.assembly import create_model as _create
+    """Build a model from a recipe name, a resolved config, a run folder or a checkpoint.
+
+    See :func:`zoo.factory.create_model`; imported when first called, so ``import zoo`` stays light.
+    """
+    from zoo.factory import create_model as _create
 
     return _create(
         recipe, pretrained=pretrained, checkpoint=checkpoint, overrides=overrides, registry=registry

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.registry import ZooError
+from zoo_backbones.library_pretrained import create_timm_model
 
 #: Upstream constants (``ch_mdl_dolg_efficientnet.py`` / ``default_config.py``).
 DEFAULT_DILATIONS: tuple[int, int, int] = (6, 12, 18)
@@ -162,7 +163,6 @@ class DolgEfficientNet(nn.Module):
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
-        import timm
         from zoo_pooling.gem import GeM
 
         if local_dim != global_dim:
@@ -171,7 +171,7 @@ class DolgEfficientNet(nn.Module):
                 f"equal global_dim ({global_dim})"
             )
         try:
-            self.encoder = timm.create_model(
+            self.encoder = create_timm_model(
                 name, pretrained=pretrained, features_only=True, out_indices=(3, 4), in_chans=3, **timm_kwargs
             )
         except RuntimeError as exc:

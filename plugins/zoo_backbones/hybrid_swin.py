@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from zoo.registry import ZooError
+from zoo_backbones.library_pretrained import create_timm_model
 
 DEFAULT_SWIN = "swin_base_patch4_window7_224"
 DEFAULT_EMBEDDER = "tf_efficientnet_b5.ns_jft_in1k"
@@ -91,7 +92,7 @@ class HybridSwin(nn.Module):
             return
         emb_pretrained = pretrained if embedder_pretrained is None else embedder_pretrained
         try:
-            emb = timm.create_model(
+            emb = create_timm_model(
                 embedder, pretrained=emb_pretrained, features_only=True, out_indices=[int(embedder_index)], in_chans=3
             )
         except (RuntimeError, IndexError, AssertionError) as exc:
@@ -116,7 +117,7 @@ class HybridSwin(nn.Module):
             )
         grid = (img[0] // reduction, img[1] // reduction)
         try:
-            swin = timm.create_model(name, pretrained=pretrained, num_classes=0, **swin_kwargs)
+            swin = create_timm_model(name, pretrained=pretrained, num_classes=0, **swin_kwargs)
         except RuntimeError as exc:
             raise HybridSwinConfigError(f"Hybrid-Swin: cannot create timm model '{name}': {exc}") from exc
         patch = _pair(getattr(swin.patch_embed, "patch_size", 4))

@@ -18,7 +18,7 @@ Named entries (:data:`NAMED_BACKBONES`) pin the architectures and pretrained tag
   ``mobilenetv2_100``: small CPU-friendly backbones for smoke runs. Those weights are loaded
   through the weights manifest (``zoo.create_model(recipe, pretrained=True)``, converters
   ``lukemelas-efficientnet-lite`` / ``torchvision-mobilenetv2``), not here: ``pretrained=True``
-  on this class means timm's own hub download.
+  on this class means timm's own hub download (offline rules: :mod:`zoo_backbones.library_pretrained`).
 
 ``pretrained`` stays ``False`` in recipes (architecture only); ``zoo train`` turns it on.
 """
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from zoo.registry import ZooError
+from zoo_backbones.library_pretrained import create_timm_model
 
 OUTPUT_FORMATS = ("NCHW", "NC")
 
@@ -56,7 +57,7 @@ class TimmBackbone(nn.Module):
         kwargs = dict(timm_kwargs)
         kwargs.setdefault("num_classes", 0)  # timm's own pooling stays: only forward_head uses it
         try:
-            self.net = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
+            self.net = create_timm_model(name, pretrained=bool(pretrained), **kwargs)
         except RuntimeError as exc:
             if "Unknown model" in str(exc) or "Invalid pretrained tag" in str(exc):
                 hints = timm.list_models(f"*{name.split('.')[0]}*")[:8]

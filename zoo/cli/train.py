@@ -97,7 +97,7 @@ def load_recipe(name: str, overrides: list[str]):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from zoo.assembly import data_config
+    from zoo.data.config import DataConfig
     from zoo.plugins import get_registry
     from zoo.distributed import init_distributed, shutdown_distributed
     from zoo.train.engine import Trainer
@@ -113,11 +113,11 @@ def run(args: argparse.Namespace) -> int:
     ctx = init_distributed(args.device)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    dc = data_config(cfg)
+    dc = DataConfig.from_recipe(cfg)
     source = FileSource(
         _parse_data(args.data, args.images),
         (args.val, args.val_images or args.images) if args.val else None,
-        registry=get_registry(), mean=dc["mean"], std=dc["std"],
+        registry=get_registry(), mean=dc.mean, std=dc.std,
     )
     try:
         result = Trainer(

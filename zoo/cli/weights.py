@@ -65,8 +65,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     from zoo.cli._output import print_json, print_table
-    from zoo.weights.manifest import load_entries, list_weights
-    from zoo.weights.store import cache_path
+    from zoo.weights.catalog import list_weights, load_entries
+    from zoo.weights.env import cache_path
 
     entries = load_entries()
     names = list_weights(args.pattern, verified_only=args.verified)
@@ -92,8 +92,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from zoo.weights.manifest import get_weights
-    from zoo.weights.store import fetch_entry
+    from zoo.weights.catalog import get_weights
+    from zoo.weights.resolve import fetch_entry
 
     entry = get_weights(args.name)
     explicit = None
@@ -110,8 +110,8 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     from zoo.cli._output import print_json, print_table
-    from zoo.weights.manifest import get_weights, load_entries
-    from zoo.weights.store import verify_entry
+    from zoo.weights.catalog import get_weights, load_entries
+    from zoo.weights.verify import verify_entry
 
     if bool(args.name) == bool(args.all):
         print("zoo weights verify: give a NAME or --all", file=sys.stderr)

@@ -1,8 +1,7 @@
 """Inference: embedding at scale, faiss search, recognition/retrieval pipelines and the demo.
 
-Modules (each named for what it holds):
+Modules (each named for what it holds; preprocessing is :class:`zoo.data.config.DataConfig`):
 
-* :mod:`~zoo.inference.preprocess`: a recipe's ``data`` section -> resize (CPU) + normalise (device).
 * :mod:`~zoo.inference.dataset`: the streaming dataset (decode once, stack by shape in workers).
 * :mod:`~zoo.inference.embed`: :class:`~zoo.inference.embed.Embedder` and the sharded, resumable,
   ``torchrun``-aware :func:`~zoo.inference.embed.embed_to_folder` (``zoo embed``).

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.images import ImageReadError, ImageRecord, read_image
-from zoo.inference.preprocess import Preprocess
+from zoo.data.config import DataConfig
 
 
 @dataclass
@@ -35,26 +35,29 @@ class Sample:
         return tuple(tuple(t.shape) for t in self.inputs or ())
 
 
+def _resize_key(p: DataConfig) -> tuple:
+    return (p.input_size, p.resize, p.interpolation, p.crop_pct)
+
+
 class ImageStream(Dataset):
     """Map-style dataset over ``records[indices]`` producing :class:`Sample` objects.
 
     ``preprocesses`` are the model inputs (one per ensemble member); identical ones are computed once.
     """
 
-    def __init__(self, records: Sequence[ImageRecord], preprocesses: Sequence[Preprocess]) -> None:
+    def __init__(self, records: Sequence[ImageRecord], preprocesses: Sequence[DataConfig]) -> None:
         self.records = records
         self.preprocesses = list(preprocesses)
         # distinct resize settings (normalisation happens on the device, so it does not matter here)
-        keys = [(p.image_size, p.resize, p.interpolation) for p in self.preprocesses]
-        self.distinct: list[Preprocess] = []
+        keys = [_resize_key(p) for p in self.preprocesses]
+        self.distinct: list[DataConfig] = []
         self.slot: list[int] = []
         for p, key in zip(self.preprocesses, keys):
-            seen = [(q.image_size, q.resize, q.interpolation) for q in self.distinct]
+            seen = [_resize_key(q) for q in self.distinct]
             if key not in seen:
                 self.distinct.append(p)
                 seen.append(key)
             self.slot.append(seen.index(key))
-        self.decode_side = max(p.decode_side for p in self.distinct)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -62,7 +65,7 @@ class ImageStream(Dataset):
     def __getitem__(self, index: int) -> Sample:
         rec = self.records[index]
         try:
-            image = read_image(rec.path, max_side=self.decode_side)
+            image = read_image(rec.path)  # whole: a DataConfig resizes the decoded photo (as exports do)
         except ImageReadError as exc:
             return Sample(index, error=str(exc))
         except Exception as exc:  # a decoder bug on one file must not stop a million-image run

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.data.config import DataConfig, model_data_configs
 from zoo.data.images import ImageRecord
 from zoo.distributed import DistContext
 from zoo.inference.dataset import ImageStream, default_num_workers, sample_loader
-from zoo.inference.preprocess import Preprocess, model_preprocesses
 from zoo.inference.store import (
     MANIFEST,
     EmbeddingStore,
@@ -107,14 +107,16 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
 class Embedder:
     """A model on a device with its preprocessing: uint8 input batches -> L2-normalised ``B x D``.
 
-    For an ensemble each member runs on its own input and the registered combiner fuses the
-    per-member L2-normalised descriptors (the layout of :meth:`zoo.assembly.ZooEnsemble.embed`).
+    ``preprocesses``: one :class:`~zoo.data.config.DataConfig` per model input (default: the model's
+    own, one per ensemble member). For an ensemble each member runs on its own input and the
+    ensemble fuses the per-member descriptors (:meth:`zoo.assembly.ZooEnsemble.member_embeddings`,
+    :meth:`~zoo.assembly.ZooEnsemble.combine`).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        preprocesses: Sequence[Preprocess] | None = None,
+        preprocesses: Sequence[DataConfig] | None = None,
         *,
         device: torch.device | str = "cpu",
         amp: str = "auto",
@@ -125,7 +127,7 @@ class Embedder:
         self.model = model.eval().to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.preprocesses = list(preprocesses) if preprocesses is not None else model_preprocesses(model)
+        self.preprocesses = list(preprocesses) if preprocesses is not None else model_data_configs(model)
         self.members: list[nn.Module] | None = list(model.members) if hasattr(model, "members") else None
         expected = len(self.members) if self.members is not None else 1
         if len(self.preprocesses) != expected:
@@ -146,6 +148,14 @@ class Embedder:
                 emb = emb + module.embed(x.flip(3)).float()
         return F.normalize(emb, dim=1)
 
+    def _member_embeddings(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        with self._autocast():
+            embs = self.model.member_embeddings(xs)
+            if self.flip_tta:
+                flipped = self.model.member_embeddings([x.flip(3) for x in xs])
+                embs = [a + b for a, b in zip(embs, flipped)]
+        return [F.normalize(e.float(), dim=1) for e in embs]
+
     def _inputs(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [p.normalize(t.to(self.device, non_blocking=True)) for p, t in zip(self.preprocesses, inputs)]
 
@@ -155,32 +165,26 @@ class Embedder:
         xs = self._inputs(inputs)
         if self.members is None:
             return self._one(self.model, xs[0])
-        embs = [self._one(m, x) for m, x in zip(self.members, xs)]
-        fused = self.model.combiner(embs, self.model.member_cfgs)
-        return F.normalize(fused.float(), dim=1)
+        return self.model.combine(self._member_embeddings(xs))
 
     @torch.inference_mode()
     def with_head(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Descriptors and the head's class cosines (``B x C``, averaged over ensemble members, as
         :meth:`zoo.assembly.ZooEnsemble.forward`); ``None`` when a model has no head."""
         xs = self._inputs(inputs)
-        modules = self.members if self.members is not None else [self.model]
-        embs, heads = [], []
-        for m, x in zip(modules, xs):
-            with self._autocast():
-                out = m(x)
-                emb = out["embedding"].float()
-                if self.flip_tta:
-                    emb = F.normalize(emb, dim=1) + F.normalize(m(x.flip(3))["embedding"].float(), dim=1)
-            embs.append(F.normalize(emb, dim=1))
-            if "logits" in out:
-                heads.append(out["logits"].float())
+        with self._autocast():
+            outs = self.model.member_outputs(xs) if self.members is not None else [self.model(xs[0])]
+            flipped = None
+            if self.flip_tta:
+                flipped = (self.model.member_outputs([x.flip(3) for x in xs]) if self.members is not None
+                           else [self.model(xs[0].flip(3))])
+        embs = [F.normalize(o["embedding"].float(), dim=1) for o in outs]
+        if flipped is not None:
+            embs = [F.normalize(e + F.normalize(f["embedding"].float(), dim=1), dim=1) for e, f in zip(embs, flipped)]
         if self.members is None:
-            emb = embs[0]
-        else:
-            emb = F.normalize(self.model.combiner(embs, self.model.member_cfgs).float(), dim=1)
-        head = torch.stack(heads).mean(0) if heads and len(heads) == len(modules) else None
-        return emb, head
+            head = outs[0].get("logits")
+            return embs[0], None if head is None else head.float()
+        return self.model.combine(embs), self.model.combine_logits(outs)
 
 
 def iter_embeddings(
@@ -333,7 +337,7 @@ def _manifest(
         "dim": embedder.embedding_dim,
         "dtype": "float16" if options.fp16 else "float32",
         "flip_tta": options.flip_tta,
-        "preprocess": [vars(p) | {"mean": list(p.mean), "std": list(p.std)} for p in embedder.preprocesses],
+        "preprocess": [p.to_dict() for p in embedder.preprocesses],
         **meta,
     }
 
@@ -384,7 +388,7 @@ def embed_to_folder(
     out: str | Path,
     *,
     options: EmbedOptions | None = None,
-    preprocesses: Sequence[Preprocess] | None = None,
+    preprocesses: Sequence[DataConfig] | None = None,
     meta: dict[str, Any] | None = None,
     dist: DistContext | None = None,
     overwrite: bool = False,

@@ -12,12 +12,15 @@ from typing import Any
 from torch import nn
 
 from zoo.inference.embed import AMP_MODES, EmbedOptions
-from zoo.inference.preprocess import Preprocess, model_preprocesses, with_image_size
+from zoo.data.config import DataConfig, model_data_configs, with_input_size
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="recipe or ensemble recipe name (see: zoo recipes)")
-    p.add_argument("--checkpoint", default=None, help="zoo .safetensors checkpoint to load (else the recipe's default weights)")
+    p.add_argument("recipe", nargs="?", default=None,
+                   help="recipe or ensemble recipe name (see: zoo recipes), or a run folder of zoo train "
+                        "(optional with a self-describing --checkpoint)")
+    p.add_argument("--checkpoint", default=None,
+                   help="zoo .safetensors checkpoint or run folder to load (else the recipe's default weights)")
     p.add_argument(
         "--pretrained", dest="pretrained", action=argparse.BooleanOptionalAction, default=None,
         help="load the recipe's default weights from the manifest (default: yes unless --checkpoint is given)",
@@ -42,23 +45,24 @@ def add_embed_args(p: argparse.ArgumentParser, *, image_size: bool = True) -> No
 
 def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     """Build the model of ``args.recipe``; returns it with the metadata recorded next to its outputs."""
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
 
     pretrained = args.pretrained if args.pretrained is not None else args.checkpoint is None
     model = create_model(
         args.recipe, pretrained=bool(pretrained), checkpoint=args.checkpoint, overrides=list(args.overrides)
     )
+    checkpoint = getattr(model, "checkpoint", None) or args.checkpoint
     meta = {
-        "recipe": args.recipe,
-        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+        "recipe": getattr(model, "recipe", None) or args.recipe,
+        "checkpoint": str(checkpoint) if checkpoint else None,
         "pretrained": bool(pretrained),
         "overrides": list(args.overrides),
     }
     return model, meta
 
 
-def preprocesses_from_args(model: nn.Module, args: argparse.Namespace) -> list[Preprocess]:
-    return with_image_size(model_preprocesses(model), getattr(args, "image_size", None))
+def preprocesses_from_args(model: nn.Module, args: argparse.Namespace) -> list[DataConfig]:
+    return with_input_size(model_data_configs(model), getattr(args, "image_size", None))
 
 
 def flip_tta_from_args(args: argparse.Namespace) -> bool:

@@ -22,7 +22,7 @@ from torch import nn
 
 from zoo.data.images import list_images
 from zoo.inference.embed import EmbedOptions, embed_to_folder
-from zoo.inference.preprocess import Preprocess
+from zoo.data.config import DataConfig
 from zoo.inference.store import MANIFEST, EmbeddingStore
 from zoo.registry import ZooError
 
@@ -69,7 +69,7 @@ def load_set(
     image_root: str | Path | None = None,
     labels: str | Path | None = None,
     options: EmbedOptions | None = None,
-    preprocesses: Sequence[Preprocess] | None = None,
+    preprocesses: Sequence[DataConfig] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> EmbeddedSet:
     """Embeddings (and labels/paths) for ``source``; images are embedded into ``work/name``."""

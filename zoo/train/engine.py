@@ -31,8 +31,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from zoo.assembly import data_config
-from zoo.atomic import save_safetensors, write_json
+from zoo.data.config import DataConfig
+from zoo.runs import WEIGHTS_FILE, save_run_weights
 from zoo.data.dataset import SkipReport
 from zoo.distributed import DistContext, init_distributed
 from zoo.registry import Registry
@@ -56,7 +56,6 @@ from zoo.train.validation import Validator
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "model.safetensors"
 
 __all__ = ["Trainer", "TrainResult", "TrainError", "RESUME_FILE", "WEIGHTS_FILE"]
 
@@ -130,7 +129,7 @@ class Trainer:
         self.max_steps = max_steps
         self.argv = list(argv or sys.argv)
         self.plan: TrainPlan = resolve_plan(cfg)
-        self.data_cfg = data_config(cfg)
+        self.data_cfg = DataConfig.from_recipe(cfg)
         if cfg.get("model") is None or (cfg.model.get("head") or {}).get("type") in (None, "null"):
             raise TrainError(
                 f"recipe '{cfg.get('name')}' has no model.head: training needs a classification head "
@@ -183,12 +182,13 @@ class Trainer:
         assert state.model is not None
         path = self.run_dir / name
         if self.ctx.is_main:
-            meta = {"recipe": self.recipe, "global_step": str(state.global_step),
-                    "zoo_labels": json.dumps(state.label_names)}
-            save_safetensors(path, state.model.state_dict(), metadata=meta)
+            # self-describing (zoo.runs): the model's resolved config (real head size), label map, data config
+            meta = {"global_step": str(state.global_step)}
+            config = state.model.recipe_cfg
+            save_run_weights(path, state.model.state_dict(), config, state.label_names, metadata=meta)
             if state.ema is not None:
-                save_safetensors(path.with_name(path.stem + "_ema.safetensors"), state.ema.state_dict(), metadata=meta)
-            write_json(self.run_dir / "labels.json", {"labels": state.label_names})
+                save_run_weights(path.with_name(path.stem + "_ema.safetensors"), state.ema.state_dict(), config,
+                                 state.label_names, metadata=meta)
         return path
 
     # -- main loop -----------------------------------------------------------------------------
@@ -314,10 +314,10 @@ class Trainer:
         step = TrainStep(
             model, loss_fn, state.optimizer, device=ctx.device, amp=stage.amp, accumulate=stage.accumulate,
             clip_grad=stage.clip_grad, channels_last=stage.channels_last, scaler=state.scaler,
-            mean=self.data_cfg["mean"], std=self.data_cfg["std"],
+            data_config=self.data_cfg,
         )
         callbacks = CallbackList([
-            Validator(data.val, ctx=ctx, registry=self.registry, mean=self.data_cfg["mean"], std=self.data_cfg["std"],
+            Validator(data.val, ctx=ctx, registry=self.registry, data_config=self.data_cfg,
                       batch_size=stage.batch_size, amp=stage.amp, workers=self.plan.workers),
             MetricsLogger(self.metrics, ctx, self.plan.log_every),
             ProgressBar(self.progress and ctx.is_main),

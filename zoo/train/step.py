@@ -16,6 +16,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from zoo.data.config import DataConfig
+
 
 def autocast_dtype(amp: str) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -24,18 +26,6 @@ def autocast_dtype(amp: str) -> torch.dtype | None:
 def make_scaler(amp: str, device: torch.device) -> Any:
     """A ``torch.amp.GradScaler`` for fp16 (disabled otherwise)."""
     return torch.amp.GradScaler(device.type, enabled=(amp == "fp16"))
-
-
-class DeviceNormalize:
-    """uint8 ``B x 3 x H x W`` -> float ``(x / 255 - mean) / std`` on the device: datasets may hand over
-    uint8 batches (4x less to copy between loader workers, pinned memory and the GPU)."""
-
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> None:
-        self.scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))).view(1, 3, 1, 1).to(device)
-        self.shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(1, 3, 1, 1).to(device)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.shift, images.float(), self.scale)
 
 
 @dataclass(frozen=True)
@@ -84,8 +74,7 @@ class TrainStep:
         channels_last: bool = False,
         scaler: Any = None,
         on_step: Callable[[], None] | None = None,
-        mean: tuple[float, float, float] | None = None,
-        std: tuple[float, float, float] | None = None,
+        data_config: DataConfig | None = None,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -98,7 +87,13 @@ class TrainStep:
         self.scaler = scaler if scaler is not None else make_scaler(amp, device)
         self.on_step = on_step
         self.last_grad_norm: torch.Tensor | None = None
-        self.normalize = DeviceNormalize(mean, std, device) if mean is not None and std is not None else None
+        self.data_config = data_config  # normalises uint8 batches on the device
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``B x 3 x H x W`` on the device -> the model's normalised float input."""
+        if self.data_config is None:
+            raise ValueError("uint8 images need TrainStep(data_config=...) to normalise them")
+        return self.data_config.normalize(images, channels_last=False)
 
     def _sync_context(self, sync: bool) -> Any:
         no_sync = getattr(self.model, "no_sync", None)
@@ -108,8 +103,6 @@ class TrainStep:
                  divisor: int | None = None) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:
-            if self.normalize is None:
-                raise ValueError("uint8 images need TrainStep(mean=..., std=...) to normalise them")
             images = self.normalize(images)
         images = images.contiguous(memory_format=self.memory_format)
         targets = targets.to(self.device, non_blocking=True)

@@ -9,7 +9,6 @@ GAP but are never correct, and accuracy ignores them.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,11 +16,12 @@ from torch.utils.data import DataLoader
 
 from zoo.data.dataset import collate as collate_batch
 from zoo.distributed import DistContext
+from zoo.data.config import DataConfig
 from zoo.registry import Registry
 from zoo.train.callbacks import Callback, EpochState
 from zoo.train.data import Split
 from zoo.train.state import TrainState
-from zoo.train.step import DeviceNormalize, autocast_dtype
+from zoo.train.step import autocast_dtype
 
 
 def accuracy(pred: np.ndarray, target: np.ndarray) -> float:
@@ -41,15 +41,14 @@ class Validator(Callback):
         *,
         ctx: DistContext,
         registry: Registry,
-        mean: Any,
-        std: Any,
+        data_config: DataConfig,
         batch_size: int,
         amp: str,
         workers: int,
     ) -> None:
         self.val, self.ctx = val, ctx
         self.gap = registry.create("metric", "gap")
-        self.mean, self.std = mean, std
+        self.data_config = data_config
         self.batch_size, self.amp, self.workers = batch_size, amp, workers
 
     def on_epoch_end(self, state: TrainState, epoch: EpochState) -> None:
@@ -67,7 +66,6 @@ class Validator(Callback):
         batches = [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
         loader = DataLoader(val.dataset, batch_sampler=batches, num_workers=self.workers, collate_fn=collate_batch)
         preds, confs, targets = [], [], []
-        normalize = DeviceNormalize(self.mean, self.std, ctx.device)
         dtype = autocast_dtype(self.amp)
         for batch in loader:
             state.skips.add_batch(batch.get("skipped"))
@@ -75,7 +73,7 @@ class Validator(Callback):
                 continue
             x = batch["image"].to(ctx.device)
             if x.dtype == torch.uint8:
-                x = normalize(x)
+                x = self.data_config.normalize(x, channels_last=False)
             with torch.autocast(ctx.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = model(x)["logits"].float()
             conf, pred = logits.max(1)

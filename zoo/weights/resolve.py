@@ -1,4 +1,4 @@
-"""Finding, downloading, converting and verifying weight files.
+"""Finding, downloading and converting weight files: mirror -> cache -> sources.
 
 Resolution order for each file of a manifest entry:
 
@@ -7,115 +7,40 @@ Resolution order for each file of a manifest entry:
 3. the cache (``ZOO_CACHE_DIR``, default ``<user cache dir>/zoo/weights``): ``CACHE/SHA256/NAME``;
 4. the entry's sources, in order (network sources are skipped with ``ZOO_OFFLINE=1``).
 
-Every candidate is checked (size first, then the full sha256) before it is returned; a file that
-fails is never returned. Downloads stream to ``CACHE/SHA256/NAME.partial`` under an exclusive
-lock (``fcntl``) held for the whole fetch of that file, so two processes fetching the same file
-take turns and the second finds the first one's verified result. A file declared with
-``convert:`` is made from its upstream pickle: the pickle's size and sha256 are checked first,
-then it is read with ``torch.load(weights_only=True)``, mapped by the registered converter,
-written as reproducible safetensors and re-hashed against the manifest.
+Every candidate is checked (size first, then the full sha256, :mod:`zoo.weights.integrity`) before it
+is returned; a file that fails is never returned. Downloads stream to ``CACHE/SHA256/NAME.partial``
+under an exclusive inter-process lock (``filelock``) held for the whole fetch of that file, so two
+processes fetching the same file take turns and the second finds the first one's verified result.
+A file declared with ``convert:`` is made from its upstream pickle: the pickle's size and sha256 are
+checked first, then it is read with ``torch.load(weights_only=True)`` (:mod:`zoo.weights.upstream`),
+mapped by the registered converter, written as reproducible safetensors and re-hashed against the
+manifest. The converter gets the resolved recipe the caller passes (``cfg=``); only without one is
+the entry's recipe resolved, once per fetch.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import functools
 import logging
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from zoo.registry import Registry
+from zoo.weights.env import cache_path, mirror_dirs, offline
 from zoo.weights.errors import (
     DownloadError,
     IntegrityError,
     UnverifiedWeightsError,
     WeightsNotFoundError,
 )
-from zoo.weights.manifest import UpstreamFile, WeightFile, WeightsEntry
+from zoo.weights.integrity import check_file, file_lock, matches, sha256_of
+from zoo.weights.schema import UpstreamFile, WeightFile, WeightsEntry
 from zoo.weights.sources import is_network, local_path, to_url
 
 log = logging.getLogger(__name__)
-
-HASH_CHUNK = 1 << 20
-
-
-def offline() -> bool:
-    """``ZOO_OFFLINE=1``: never touch the network."""
-    return os.environ.get("ZOO_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def cache_dir() -> Path:
-    """``ZOO_CACHE_DIR`` or ``<user cache dir>/zoo/weights``."""
-    env = os.environ.get("ZOO_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    try:
-        import platformdirs
-    except ImportError:  # the same places platformdirs picks
-        if sys.platform == "win32":
-            base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "zoo" / "Cache"
-        elif sys.platform == "darwin":
-            base = Path.home() / "Library" / "Caches" / "zoo"
-        else:
-            base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zoo"
-        return base / "weights"
-    return Path(platformdirs.user_cache_dir("zoo")) / "weights"
-
-
-def mirror_dirs() -> list[Path]:
-    """The folders named by ``ZOO_WEIGHTS_MIRROR`` (``os.pathsep``-separated)."""
-    return [Path(p).expanduser() for p in os.environ.get("ZOO_WEIGHTS_MIRROR", "").split(os.pathsep) if p.strip()]
-
-
-def cache_path(name: str, sha256: str) -> Path:
-    return cache_dir() / sha256 / name
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(HASH_CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def check_file(path: Path, size: int | None, sha256: str | None, what: str) -> None:
-    """Raise :class:`IntegrityError` unless ``path`` has exactly ``size`` bytes and ``sha256``."""
-    actual_size = path.stat().st_size
-    if size is not None and actual_size != size:
-        kind = "truncated" if actual_size < size else "too large"
-        raise IntegrityError(
-            f"{what}: {path} is {kind}: expected {size} bytes, got {actual_size} bytes"
-            + (f" (expected sha256 {sha256})" if sha256 else "")
-        )
-    if sha256 is not None:
-        actual = sha256_of(path)
-        if actual != sha256:
-            raise IntegrityError(
-                f"{what}: {path} has sha256 {actual}, expected {sha256} ({actual_size} bytes); "
-                "the file is tampered or not the one the manifest lists, refused"
-            )
-
-
-@contextlib.contextmanager
-def file_lock(target: Path) -> Iterator[None]:
-    """An exclusive inter-process lock on ``target.lock`` (no-op where ``fcntl`` is missing)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(target.parent / f".{target.name}.lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 @dataclass
@@ -241,14 +166,46 @@ def fetch_upstream(up: UpstreamFile, what: str) -> Path:
     return found
 
 
+class RecipeConfig:
+    """The resolved recipe a converter needs: the caller's, or the entry's own, resolved on first use (once)."""
+
+    def __init__(self, entry: WeightsEntry, registry: Registry | None, cfg: Any = None) -> None:
+        self.entry = entry
+        self._given_registry = registry
+        self._given_cfg = cfg
+
+    @functools.cached_property
+    def registry(self) -> Registry:
+        from zoo.plugins import get_registry
+
+        return self._given_registry or get_registry()
+
+    @functools.cached_property
+    def cfg(self) -> Any:
+        if self._given_cfg is not None:
+            return self._given_cfg
+        return _recipe_cfg(self.entry, self.registry)
+
+
 def fetch_file(
     wf: WeightFile,
     entry: WeightsEntry,
     *,
     explicit: str | Path | None = None,
     registry: Registry | None = None,
+    cfg: Any = None,
+    recipe: RecipeConfig | None = None,
 ) -> Path:
-    """A verified local path of one weights file (see the module docstring for the order)."""
+    """A verified local path of one weights file (see the module docstring for the order).
+
+    ``cfg`` is the resolved recipe the weights are for (handed to a converter); without it the
+    entry's recipe and overrides are resolved if a conversion is needed. ``recipe`` shares that
+    resolution between the files of one entry.
+    """
+    return _fetch_file(wf, entry, explicit, recipe or RecipeConfig(entry, registry, cfg))
+
+
+def _fetch_file(wf: WeightFile, entry: WeightsEntry, explicit: str | Path | None, recipe: RecipeConfig) -> Path:
     what = f"weights '{entry.name}' file {wf.name}"
     if not entry.verified or wf.sha256 is None:
         raise UnverifiedWeightsError(
@@ -268,7 +225,7 @@ def fetch_file(
             found = _from_sources(wf.name, wf.size, wf.sha256, wf.sources, what, searched)
         if found is None and wf.upstream is not None:
             try:
-                found = _convert_upstream(wf, entry, target, registry)
+                found = _convert_upstream(wf, entry, target, recipe)
             except (WeightsNotFoundError, IntegrityError) as exc:
                 searched.append(Searched(f"conversion from {wf.upstream.name}", f"failed: {exc}", exc))
     if found is None:
@@ -276,19 +233,16 @@ def fetch_file(
     return found
 
 
-def _convert_upstream(wf: WeightFile, entry: WeightsEntry, target: Path, registry: Registry | None) -> Path:
-    from zoo.plugins import get_registry
-    from zoo.weights.convert import read_upstream_checkpoint
-    from zoo.weights.safetensors_io import serialize
+def _convert_upstream(wf: WeightFile, entry: WeightsEntry, target: Path, recipe: RecipeConfig) -> Path:
     from zoo.atomic import write_bytes
+    from zoo.weights.safetensors_io import serialize
+    from zoo.weights.upstream import read_upstream_checkpoint
 
     assert wf.upstream is not None and wf.converter is not None
-    reg = registry or get_registry()
-    converter = reg.get("converter", wf.converter)
+    converter = recipe.registry.get("converter", wf.converter)
     src = fetch_upstream(wf.upstream, f"weights '{entry.name}' upstream file {wf.upstream.name}")
     state = read_upstream_checkpoint(src)  # size and sha256 were checked before this unpickling
-    cfg = _recipe_cfg(entry, reg)
-    mapped = converter.factory(state, cfg)
+    mapped = converter.factory(state, recipe.cfg)
     meta = {
         "format": "zoo",
         "manifest_entry": entry.name,
@@ -299,7 +253,7 @@ def _convert_upstream(wf: WeightFile, entry: WeightsEntry, target: Path, registr
         "source_sha256": wf.upstream.sha256,
     }
     data = serialize(mapped, meta)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_of(data)
     if (wf.size is not None and len(data) != wf.size) or digest != wf.sha256:
         raise IntegrityError(
             f"weights '{entry.name}': converting {src} with '{wf.converter}' gave {len(data)} bytes with sha256 "
@@ -327,11 +281,14 @@ def fetch_entry(
     to: str | Path | None = None,
     explicit: dict[str, str | Path] | None = None,
     registry: Registry | None = None,
+    cfg: Any = None,
 ) -> list[Path]:
-    """Verified local paths of every file of ``entry``; with ``to`` they are also copied there."""
-    paths = [
-        fetch_file(wf, entry, explicit=(explicit or {}).get(wf.name), registry=registry) for wf in entry.files
-    ]
+    """Verified local paths of every file of ``entry``; with ``to`` they are also copied there.
+
+    ``cfg``: the resolved recipe the weights are for (see :func:`fetch_file`); resolved at most once.
+    """
+    recipe = RecipeConfig(entry, registry, cfg)
+    paths = [_fetch_file(wf, entry, (explicit or {}).get(wf.name), recipe) for wf in entry.files]
     if to is None:
         return paths
     out_dir = Path(to)
@@ -339,18 +296,10 @@ def fetch_entry(
     copies = []
     for wf, path in zip(entry.files, paths):
         dst = out_dir / wf.name
-        if not (dst.is_file() and _matches(dst, wf)):
+        if not (dst.is_file() and matches(dst, wf.size, wf.sha256)):
             _copy_atomic(path, dst)
         copies.append(dst)
     return copies
-
-
-def _matches(path: Path, wf: WeightFile) -> bool:
-    try:
-        check_file(path, wf.size, wf.sha256, wf.name)
-    except IntegrityError:
-        return False
-    return True
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -358,68 +307,3 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-
-
-@dataclass
-class FileStatus:
-    """What ``zoo weights verify`` found for one file."""
-
-    entry: str
-    file: str
-    status: str  # ok | missing | corrupt | unverified
-    path: str | None
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def verify_entry(entry: WeightsEntry, *, fetch: bool = False, registry: Registry | None = None) -> list[FileStatus]:
-    """Check the local copies of an entry's files (and of the pickles they are converted from).
-
-    Nothing is downloaded unless ``fetch``; a file with no local copy is reported ``missing``.
-    """
-    out: list[FileStatus] = []
-    if not entry.verified:
-        return [FileStatus(entry.name, f.name, "unverified", None, f"public source only: {entry.source_page}") for f in entry.files]
-    for wf in entry.files:
-        assert wf.sha256 is not None
-        if fetch:
-            try:
-                path = fetch_file(wf, entry, registry=registry)
-                out.append(FileStatus(entry.name, wf.name, "ok", str(path), f"sha256 {wf.sha256}"))
-            except (IntegrityError, WeightsNotFoundError, DownloadError) as exc:
-                bad = "corrupt" if isinstance(exc, IntegrityError) else "missing"
-                out.append(FileStatus(entry.name, wf.name, bad, None, str(exc)))
-            continue
-        out.extend(_verify_local(entry.name, wf.name, wf.size, wf.sha256, wf.sources))
-        if wf.upstream is not None and wf.upstream.sha256 is not None:
-            up = wf.upstream
-            out.extend(_verify_local(entry.name, up.name, up.size, up.sha256, up.sources))
-    return out
-
-
-def _verify_local(entry: str, name: str, size: int | None, sha256: str, sources: tuple[str, ...]) -> list[FileStatus]:
-    cands: list[Path] = []
-    for mirror in mirror_dirs():
-        cands += [mirror / name, mirror / sha256 / name]
-    cands.append(cache_path(name, sha256))
-    for src in sources:
-        if not is_network(src):
-            try:
-                cands.append(local_path(src))
-            except DownloadError:
-                pass
-    out = []
-    for cand in cands:
-        if not cand.is_file():
-            continue
-        try:
-            check_file(cand, size, sha256, name)
-            out.append(FileStatus(entry, name, "ok", str(cand), f"{size} bytes, sha256 {sha256}"))
-        except IntegrityError as exc:
-            out.append(FileStatus(entry, name, "corrupt", str(cand), str(exc)))
-    if not out:
-        out.append(FileStatus(entry, name, "missing", None, "no local copy (fetch it with: zoo weights fetch)"))
-    return out
-

