@@ -13,8 +13,8 @@ from zoo.cli import main
 from zoo.inference.index import IndexSpec, build_index
 from zoo.inference.pipeline import LabelCodec, recognize, retrieve
 from zoo.inference.retrieval import relevant_rows, retrieval_metrics
-from zoo.inference.store import EmbeddingStore
-from zoo.inference.types import NON_LANDMARK
+from zoo.inference.shards import EmbeddingStore
+from zoo.postprocess import NON_LANDMARK
 
 D = 16
 

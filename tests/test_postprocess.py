@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import postprocess_oracles as reference
 import pytest
 
-from zoo.inference.types import (
+from zoo.inference.neighbours import gather_inputs, split_models
+from zoo.inference.search import exact_search
+from zoo.postprocess import (
     NON_LANDMARK,
     NeighbourRequest,
     Neighbours,
     PostprocessError,
     PostprocessInputs,
     Recognition,
-    exact_search,
-    gather_inputs,
-    split_models,
 )
-from zoo_postprocess import reference
 from zoo_postprocess.henkel_singer import HenkelSingerRecognition, quantile_normal
 from zoo_postprocess.knn_head_fusion import KnnHeadFusion
 from zoo_postprocess.knn_retrieval import KnnRetrieval

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.inference.types import NeighbourRequest, Neighbours, Output, PostprocessError, PostprocessInputs, Ranking
+from zoo.postprocess import NeighbourRequest, Neighbours, Output, PostprocessError, PostprocessInputs, Ranking
 from zoo_postprocess.base import PAD_LABEL, BasePostprocessor, best_label_per_row, neighbour_labels
 
 LABEL_RULES = ("vote", "top1")

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from zoo import atomic
-from zoo.inference.types import NON_LANDMARK, Neighbours, Recognition
+from zoo.postprocess import NON_LANDMARK, Neighbours, Recognition
 from zoo.registry import ZooError
 
 KINDS = ("recognition", "retrieval", "instances")
@@ -210,7 +210,7 @@ def write_retrieval(path: str | Path, ids: Sequence[str], ranked: Sequence[Seque
 
 
 def write_ranking_result(path: str | Path, ids: Sequence[str], ranking: Neighbours, gallery_ids: Sequence[str]) -> None:
-    """Write a :data:`~zoo.inference.types.Ranking` (gallery rows -> ids, padding dropped)."""
+    """Write a :data:`~zoo.postprocess.Ranking` (gallery rows -> ids, padding dropped)."""
     write_retrieval(path, ids, [[gallery_ids[r] for r in row if r >= 0] for row in ranking.indices])
 
 
