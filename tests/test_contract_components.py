@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from zoo.assembly import build_nested_components
 from zoo.plugins import load_registry
 
 _REGISTRY = load_registry(strict=False, disable=(), only=())
@@ -20,7 +21,8 @@ ENTRIES = sorted(_REGISTRY.entries(), key=lambda e: (e.kind, e.name))
 
 
 def _kw(entry) -> dict:
-    return dict(entry.meta.get("test_kwargs") or {})
+    """The entry's tiny test arguments, nested ``{component: KIND, ...}`` parts built as build_model does."""
+    return build_nested_components(entry.meta.get("test_kwargs") or {}, _REGISTRY, f"{entry.kind}:{entry.name}")
 
 
 def _id(entry) -> str:

@@ -33,6 +33,31 @@ def _kwargs(node: Any, drop: Iterable[str] = ("type",)) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in set(drop)}
 
 
+def build_nested_components(kwargs: Mapping[str, Any], registry: Registry, where: str = "component") -> dict[str, Any]:
+    """Build every argument given as ``{component: KIND, type: NAME, ...}`` through ``registry``.
+
+    A part that needs another registered part (DOLG's GeM global pool) names it in its own
+    arguments, e.g. ``global_pool: {component: pooling, type: gem, p: 3.0}``, instead of importing
+    another plugin; the nested part is created first (its own nested parts too, in mappings and
+    lists) and the factory receives the module. Other arguments are returned unchanged.
+    """
+
+    def build(value: Any, path: str) -> Any:
+        if isinstance(value, Mapping) and "component" in value:
+            spec = dict(value)
+            kind, name = spec.pop("component"), spec.pop("type", None)
+            if not name:
+                raise ModelBuildError(f"{path}: a nested {kind} needs 'type' (a registered {kind} name)")
+            return registry.create(str(kind), str(name), **build_nested_components(spec, registry, path))
+        if isinstance(value, Mapping):
+            return {k: build(v, f"{path}.{k}") for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(build(v, f"{path}[{i}]") for i, v in enumerate(value))
+        return value
+
+    return {k: build(v, f"{where}.{k}") for k, v in kwargs.items()}
+
+
 def data_config(cfg: DictConfig) -> dict[str, Any]:
     """Preprocessing of a recipe: image size, mean/std (0-1 scale), interpolation."""
     data = cfg.get("data") or {}
@@ -148,11 +173,11 @@ def build_model(cfg: DictConfig, registry: Registry) -> nn.Module:
     if mcfg is None or mcfg.get("backbone") is None:
         raise ModelBuildError(f"recipe '{cfg.get('name')}' has no model.backbone section")
     bb_cfg = mcfg.backbone
-    backbone = registry.create("backbone", str(bb_cfg.type), **_kwargs(bb_cfg))
+    backbone = registry.create("backbone", str(bb_cfg.type), **build_nested_components(_kwargs(bb_cfg), registry, "model.backbone"))
     num_features = int(getattr(backbone, "num_features"))
     pool = None
     if mcfg.get("pooling") is not None:
-        pool = registry.create("pooling", str(mcfg.pooling.type), **_kwargs(mcfg.pooling))
+        pool = registry.create("pooling", str(mcfg.pooling.type), **build_nested_components(_kwargs(mcfg.pooling), registry, "model.pooling"))
     emb_dim = mcfg.get("embedding_dim") or num_features
     neck = None
     if mcfg.get("neck") is not None:
@@ -161,7 +186,7 @@ def build_model(cfg: DictConfig, registry: Registry) -> nn.Module:
             str(mcfg.neck.type),
             in_features=num_features,
             out_features=int(emb_dim),
-            **_kwargs(mcfg.neck),
+            **build_nested_components(_kwargs(mcfg.neck), registry, "model.neck"),
         )
     elif int(emb_dim) != num_features:
         raise ModelBuildError(
@@ -172,7 +197,7 @@ def build_model(cfg: DictConfig, registry: Registry) -> nn.Module:
     hcfg = mcfg.get("head")
     if hcfg is not None and hcfg.get("type") is not None:
         head = registry.create(
-            "head", str(hcfg.type), in_features=int(emb_dim), **_kwargs(hcfg)
+            "head", str(hcfg.type), in_features=int(emb_dim), **build_nested_components(_kwargs(hcfg), registry, "model.head")
         )
     return ZooModel(
         backbone, pool, neck, head, embedding_dim=int(emb_dim), recipe=cfg.get("name"),
