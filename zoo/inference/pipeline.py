@@ -9,15 +9,15 @@ post-processors:
   used by post-processors only);
 * retrieval = the gallery ranked by cosine.
 
-String labels/ids are mapped to the ``int64`` class ids of :mod:`zoo.postprocess` by a
-:class:`LabelCodec` built from the gallery (train) labels, and back when writing submissions.
+String labels are mapped to the ``int64`` class ids of :mod:`zoo.postprocess` by the one label
+encoder, :class:`zoo.data.labels.LabelMap`, built from the gallery (train) labels
+(``encode(labels, unknown=NON_LANDMARK)``), and back (``names``) when writing submissions.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import abc
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -33,33 +33,6 @@ log = logging.getLogger(__name__)
 
 class PipelineError(ZooError):
     """A recognition/retrieval run whose inputs or post-processors do not fit together."""
-
-
-@dataclass
-class LabelCodec:
-    """String labels <-> ``int64`` class ids (``None``/empty -> ``NON_LANDMARK``)."""
-
-    classes: list[str]
-
-    @classmethod
-    def fit(cls, *label_lists: Sequence[str | None]) -> "LabelCodec":
-        seen: dict[str, None] = {}
-        for labels in label_lists:
-            for lab in labels:
-                if lab is not None and lab != "":
-                    seen.setdefault(lab, None)
-        return cls(sorted(seen, key=_label_key))
-
-    def encode(self, labels: Sequence[str | None]) -> np.ndarray:
-        table = {c: i for i, c in enumerate(self.classes)}
-        return np.array([table.get(lab, NON_LANDMARK) if lab else NON_LANDMARK for lab in labels], dtype=np.int64)
-
-    def decode(self, label: int) -> str | None:
-        return None if label < 0 or label >= len(self.classes) else self.classes[label]
-
-
-def _label_key(label: str) -> tuple[int, Any]:
-    return (0, int(label)) if label.lstrip("-").isdigit() else (1, label)
 
 
 def inference_config(cfg: Any) -> dict[str, Any]:
