@@ -156,7 +156,7 @@ def test_global_pool_is_the_registered_gem(registry):
     model = registry.get("backbone", "dolg_efficientnet").create(**tiny_kwargs(registry))
     gem = registry.create("pooling", "gem")
     assert type(model.global_pool) is type(gem)
-    assert float(model.global_pool.p) == 3.0 and model.global_pool.p.requires_grad
+    assert float(model.global_pool.p.detach()) == 3.0 and model.global_pool.p.requires_grad
     with pytest.raises(ModelBuildError, match=r"model.backbone.global_pool: a nested pooling needs 'type'"):
         build_nested_components({"global_pool": {"component": "pooling", "p": 3.0}}, registry, "model.backbone")
 
