@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.inference.pipeline import model_dims_of
-from zoo.inference.types import gather_inputs
+from zoo.inference.neighbours import gather_inputs
 from zoo_postprocess.henkel_singer import HenkelSingerRecognition
 
 

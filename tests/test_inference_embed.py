@@ -21,7 +21,7 @@ from zoo import atomic
 from zoo.data.images import ImageRecord, list_images, read_image
 from zoo.inference.embed import EmbedOptions, Embedder, embed_records, embed_to_folder
 from zoo.data.config import DataConfig, model_data_configs
-from zoo.inference.store import EmbeddingStore, EmbeddingStoreError
+from zoo.inference.shards import EmbeddingStore, EmbeddingStoreError
 
 TINY = ["model.backbone.name=mobilenetv2_035", "data.image_size=64"]
 #: one intra-op thread: on the shared 2-core box two spinning OpenMP threads are ~20x slower

@@ -10,7 +10,7 @@ import pytest
 
 from zoo.cli import main
 from zoo.inference import submission as sub
-from zoo.inference.types import Neighbours, Recognition
+from zoo.postprocess import Neighbours, Recognition
 
 
 def _write(path, text):

@@ -122,7 +122,7 @@ def test_rebuilding_never_downloads_the_backbone(run, tmp_path):
 
 def test_zoo_embed_with_the_checkpoint(run, photos, tmp_path):
     from zoo.cli import main
-    from zoo.inference.store import EmbeddingStore
+    from zoo.inference.shards import EmbeddingStore
 
     common = ["--images", str(photos), "--device", "cpu", "--no-progress", "--workers", "0", "--image-size", "64"]
     assert main(["embed", "default-finetune", "--checkpoint", str(run / "model.safetensors"),

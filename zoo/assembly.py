@@ -9,7 +9,7 @@ with its weights (manifest, checkpoint or run folder).
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,32 @@ def _kwargs(node: Any, drop: Iterable[str] = ("type",)) -> dict[str, Any]:
         return {}
     data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     return {k: v for k, v in data.items() if k not in set(drop)}
+
+
+def build_nested_components(kwargs: Mapping[str, Any], registry: Registry, where: str = "component") -> dict[str, Any]:
+    """Build every argument given as ``{component: KIND, type: NAME, ...}`` through ``registry``.
+
+    A part that needs another registered part (DOLG's GeM global pool) names it in its own
+    arguments, e.g. ``global_pool: {component: pooling, type: gem, p: 3.0}``, instead of importing
+    another plugin; the nested part is created first (its own nested parts too, in mappings and
+    lists) and the factory receives the module. Other arguments are returned unchanged.
+    """
+
+    def build(value: Any, path: str) -> Any:
+        if isinstance(value, Mapping) and "component" in value:
+            spec = dict(value)
+            kind, name = spec.pop("component"), spec.pop("type", None)
+            if not name:
+                raise ModelBuildError(f"{path}: a nested {kind} needs 'type' (a registered {kind} name)")
+            return registry.create(str(kind), str(name), **build_nested_components(spec, registry, path))
+        if isinstance(value, Mapping):
+            return {k: build(v, f"{path}.{k}") for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(build(v, f"{path}[{i}]") for i, v in enumerate(value))
+        return value
+
+    return {k: build(v, f"{where}.{k}") for k, v in kwargs.items()}
+
 
 
 def _parameters(factory: Any) -> tuple[set[str], set[str], bool]:
@@ -53,7 +79,7 @@ def create_component(
     recipe key, the argument and the arguments the component accepts (from its signature).
     """
     name = str(node.get("type"))
-    kwargs = {**_kwargs(node), **wired}
+    kwargs = {**build_nested_components(_kwargs(node), registry, where), **wired}
     entry = registry.get(kind, name)
     accepted, required, open_ended = _parameters(entry.factory)
     own = sorted(accepted - set(wired))

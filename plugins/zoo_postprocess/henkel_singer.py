@@ -40,7 +40,7 @@ from typing import Mapping
 
 import numpy as np
 
-from zoo.inference.types import NON_LANDMARK, NeighbourRequest, Neighbours, Output, PostprocessError, PostprocessInputs, Recognition
+from zoo.postprocess import NON_LANDMARK, NeighbourRequest, Neighbours, Output, PostprocessError, PostprocessInputs, Recognition
 from zoo_postprocess.base import PAD_LABEL, BasePostprocessor, best_label_per_row, neighbour_labels
 
 

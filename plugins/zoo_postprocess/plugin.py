@@ -9,17 +9,17 @@
         - {type: non-landmark-frequency, max_count: 20}
 
 ``registry.create("postprocessor", type, **cfg)`` returns an object ``pp`` (see
-``zoo.inference.types.Postprocessor``) with
+``zoo.postprocess.Postprocessor``, the public contract) with
 
-* ``pp.requests``: the :class:`~zoo.inference.types.NeighbourRequest` s it reads (key, query set ->
+* ``pp.requests``: the :class:`~zoo.postprocess.NeighbourRequest` s it reads (key, query set ->
   gallery set, ``k``, ``per_model``, ``metric``, ``transformed``, ``exclude_self``);
 * ``pp.needs``: other inputs (``labels:gallery``, ``labels:train``, ``head_logits``, ``images``, ``previous``);
-* ``pp.produces``: ``"recognition"`` (-> :class:`~zoo.inference.types.Recognition`) or ``"ranking"``
-  (-> :class:`~zoo.inference.types.Neighbours` over gallery rows);
+* ``pp.produces``: ``"recognition"`` (-> :class:`~zoo.postprocess.Recognition`) or ``"ranking"``
+  (-> :class:`~zoo.postprocess.Neighbours` over gallery rows);
 * ``pp.transform_embeddings(sets)`` for ``transformed`` requests (per model slice);
 * ``pp(inputs, previous) -> output``, vectorised over queries.
 
-The pipeline builds ``inputs`` with ``zoo.inference.types.gather_inputs(pps, embeddings, search=...,
+The pipeline builds ``inputs`` with ``zoo.inference.neighbours.gather_inputs(pps, embeddings, search=...,
 model_dims=...)`` (it runs every request with the given search function, e.g. faiss) and threads the
 output through the chain: ``out = None; for pp in pps: out = pp(inputs, out)``.
 

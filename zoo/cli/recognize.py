@@ -42,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     from zoo.cli._output import print_table
     from zoo.data.images import list_images
+    from zoo.data.labels import LabelMap
     from zoo.inference.embed import Embedder, embed_records
     from zoo.inference.options import embed_options_from_args, model_from_args, preprocesses_from_args
     from zoo.inference.pipeline import (
-        LabelCodec,
         LazyImages,
         PipelineError,
         build_postprocessors,
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from zoo.inference.sources import EmbeddedSet, is_embeddings_folder, load_set
     from zoo.inference.submission import write_recognition_result
     from zoo.plugins import get_registry
+    from zoo.postprocess import NON_LANDMARK
     from zoo.recipes import get_recipe
 
     reg = get_registry()
@@ -101,21 +102,21 @@ def run(args: argparse.Namespace) -> int:
         if not test.paths:
             raise PipelineError("the recipe's post-processors look at the test images: give --test as images")
         images = LazyImages([test.paths[i] for i in test.ids])
-    codec = LabelCodec.fit(train.labels)
+    label_map = LabelMap.from_labels(train.labels)
     result = recognize(
-        test.embeddings, train.embeddings, codec.encode(train.labels), chain=chain,
+        test.embeddings, train.embeddings, label_map.encode(train.labels, unknown=NON_LANDMARK), chain=chain,
         model_dims=model_dims_of(model), head_logits=head_logits, non_landmark=non_landmark, images=images,
         query_ids=test.ids,
     )
-    write_recognition_result(args.out, test.ids, result, codec.classes)
+    write_recognition_result(args.out, test.ids, result, label_map.names)
     n_landmark = int(result.is_landmark.sum())
     print(f"recognised {len(test.ids)} test images against {len(train.ids)} train images "
-          f"({len(codec.classes)} classes); {n_landmark} landmark predictions"
+          f"({len(label_map)} classes); {n_landmark} landmark predictions"
           f"{', post-processing: ' + ', '.join(type(pp).__name__ for pp in chain) if chain else ''} -> {args.out}")
     if test.skipped:
         print(f"skipped {len(test.skipped)} unreadable test images (no row in the CSV)")
     if any(lab is not None for lab in test.labels):
-        truth = codec.encode(test.labels)
+        truth = label_map.encode(test.labels, unknown=NON_LANDMARK)
         rows = [[name, f"{float(reg.create('metric', name)(result.labels, result.confidences, truth)):.4f}"]
                 for name in ("gap", "gap_landmarks_only")]
         print_table(rows, ["metric", "value"])

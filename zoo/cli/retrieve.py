@@ -41,13 +41,15 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from zoo.cli._output import print_table
+    from zoo.data.labels import LabelMap
     from zoo.inference.index import IndexBundle, set_nprobe, to_gpu
     from zoo.inference.options import embed_options_from_args, preprocesses_from_args
-    from zoo.inference.pipeline import LabelCodec, build_postprocessors, inference_config, model_dims_of, retrieve
+    from zoo.inference.pipeline import build_postprocessors, inference_config, model_dims_of, retrieve
     from zoo.inference.retrieval import retrieval_metrics
     from zoo.inference.sources import is_embeddings_folder, is_index_folder, load_set
     from zoo.inference.submission import write_ranking_result
     from zoo.plugins import get_registry
+    from zoo.postprocess import NON_LANDMARK
     from zoo.recipes import get_recipe
 
     reg = get_registry()
@@ -82,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     train = train_labels = None
     if args.train:
         tset = load_set(args.train, name="train", **common)
-        codec = LabelCodec.fit(tset.labels)
-        train, train_labels = tset.embeddings, codec.encode(tset.labels)
+        label_map = LabelMap.from_labels(tset.labels, allow_empty=True)
+        train, train_labels = tset.embeddings, label_map.encode(tset.labels, unknown=NON_LANDMARK)
     ranking = retrieve(
         query.embeddings, index_emb, k=args.k, index=bundle.index if bundle else None, exclude_self=exclude_self,
         query_ids=query.ids, gallery_ids=index_ids, chain=chain, model_dims=model_dims_of(model),

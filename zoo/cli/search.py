@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from zoo.inference.results import write_neighbours_csv
     from tqdm.auto import tqdm
 
-    from zoo.inference.store import EmbeddingStore
+    from zoo.inference.shards import EmbeddingStore
 
     bundle = IndexBundle.load(args.index)
     if not args.cpu:

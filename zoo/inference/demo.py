@@ -112,7 +112,7 @@ def has_positives(labels: Sequence[str | None]) -> bool:
 def _embed_reusing(model, records, folder: Path, options, meta) -> Any:
     """Embed into ``folder``, reusing it when it was written with the same settings."""
     from zoo.inference.embed import embed_to_folder
-    from zoo.inference.store import EmbeddingStoreError
+    from zoo.inference.shards import EmbeddingStoreError
 
     try:
         return embed_to_folder(model, records, folder, options=options, meta=meta)
@@ -137,9 +137,9 @@ def run_demo(
     retrieval metrics when labels have positives, and write ``out/index.html``."""
     from zoo.inference.html_report import QueryRow, write_report
     from zoo.inference.index import IndexSpec, build_index, search
-    from zoo.inference.results import drop_self
+    from zoo.inference.search import drop_self
     from zoo.inference.retrieval import METRIC_DEPTH, retrieval_metrics
-    from zoo.inference.store import EmbeddingStore
+    from zoo.inference.shards import EmbeddingStore
 
     out = Path(out)
     report = _embed_reusing(model, records, out / "embeddings", options, meta or {})
@@ -152,7 +152,7 @@ def run_demo(
     # small sets: rank the whole gallery so the full-ranking mAP (the instance-eval protocol) is exact
     depth = len(ids) - 1 if len(ids) <= FULL_RANKING_MAX else min(len(ids) - 1, max(k, METRIC_DEPTH))
     scores, rows = search(index, emb, depth + 1)
-    scores, rows = drop_self(ids, ids, scores, rows, depth)
+    scores, rows = drop_self(scores, rows, np.arange(len(ids)), depth)  # query q is row q
     metrics: dict[str, float] = {}
     if has_positives(labels):
         metrics = retrieval_metrics(ids, labels, ids, labels, rows, exclude_self=True, registry=registry)

@@ -9,7 +9,7 @@
   channels_last and bf16 (fp16 where bf16 is missing) autocast. CPU: float32, channels_last.
 * **Flat memory.** Only one shard of results (``shard_size x D``) and a few chunks of decoded
   images are held at a time, whatever the number of images.
-* **Resumable and distributable.** See :mod:`zoo.inference.store`: finished shards are never
+* **Resumable and distributable.** See :mod:`zoo.inference.shards`: finished shards are never
   recomputed; under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) rank ``r`` writes shards
   ``r, r + W, ...`` on ``cuda:LOCAL_RANK``. No process group is needed.
 """
@@ -32,7 +32,7 @@ from zoo.data.config import DataConfig, model_data_configs
 from zoo.data.images import ImageRecord
 from zoo.distributed import DistContext
 from zoo.inference.dataset import ImageStream, default_num_workers, sample_loader
-from zoo.inference.store import (
+from zoo.inference.shards import (
     MANIFEST,
     EmbeddingStore,
     EmbeddingStoreError,

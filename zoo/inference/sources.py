@@ -23,7 +23,7 @@ from torch import nn
 from zoo.data.images import list_images
 from zoo.inference.embed import EmbedOptions, embed_to_folder
 from zoo.data.config import DataConfig
-from zoo.inference.store import MANIFEST, EmbeddingStore
+from zoo.inference.shards import MANIFEST, EmbeddingStore
 from zoo.registry import ZooError
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from zoo.data.dataset import LabelMap
+from zoo.data.labels import LabelMap
 from zoo.data.splits import SplitIndices, split_from_spec
 from zoo.registry import ZooError
 

@@ -7,7 +7,7 @@ Labels map to class indices in sorted order (numeric labels numerically: GLR2020
 the collate drops and the run lists in ``skipped.json``, never a crash.
 
 Datasets are the data plugins' :class:`zoo.data.dataset.ImageDataset` over a
-:class:`zoo.data.dataset.LabelMap`; pipelines are registered ``augmentation`` components
+:class:`zoo.data.labels.LabelMap`; pipelines are registered ``augmentation`` components
 (``factory(image_size, *, mean, std, **cfg) -> callable(image=np) -> {"image": tensor}``); a stage
 without one uses ``resize_val`` (the seeds' validation transform ``Resize(S, S) + Normalize()``).
 """
@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from zoo.data.dataset import ImageDataset, LabelMap
+from zoo.data.dataset import ImageDataset
+from zoo.data.labels import LabelMap
 from zoo.data.images import ImageRecord, list_images
 from zoo.registry import Registry
 from zoo.train.data import Split, TrainDataError, check_single_validation, hold_out, unseen_labels

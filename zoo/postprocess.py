@@ -1,15 +1,39 @@
-"""Typed data that post-processors take and return, and the contract between them and the pipeline.
+"""The post-processing contract: what a post-processor plugin reads, returns and promises.
+
+A post-processor turns neighbour lists (and optionally labels, head outputs, images, the previous
+output) into a recognition (one label + confidence per query) or a retrieval ranking. Plugin authors
+implement :class:`Postprocessor` against the types of this module and register a factory under the
+kind ``postprocessor`` (hook ``zoo_register_postprocessors``)::
+
+    import numpy as np
+    from zoo.postprocess import NON_LANDMARK, NeighbourRequest, PostprocessInputs, Recognition
+
+    class NearestLabel:
+        requests = (NeighbourRequest("nn", "query", "gallery", k=1),)
+        needs = frozenset({"labels:gallery"})
+        produces = "recognition"
+
+        def transform_embeddings(self, sets):
+            return dict(sets)
+
+        def __call__(self, inputs: PostprocessInputs, previous=None) -> Recognition:
+            nb = inputs.require_neighbours("nn", "nearest-label")
+            labels = inputs.require_labels("gallery", "nearest-label")
+            found = nb.valid[:, 0]  # False where the gallery was empty (padding)
+            return Recognition(np.where(found, labels[nb.indices[:, 0]], NON_LANDMARK),
+                               np.where(found, nb.scores[:, 0], 0.0))
 
 Conventions (every array is numpy, row ``q`` is query ``q``):
 
 * **Rows, not ids.** Neighbour lists hold integer *row numbers* into an image set (the row order of
   that set's embedding matrix), never string ids; the pipeline maps rows to ids when it writes files.
 * **Padding.** A neighbour list shorter than ``K`` (fewer gallery images than ``K``, or an id dropped
-  as the query itself) is padded at the end with row ``-1`` and score ``-inf`` (faiss' convention).
+  as the query itself) is padded at the end with row :data:`PAD_ROW` (``-1``) and score ``-inf``
+  (faiss' convention).
 * **Higher score = better**, sorted best first. Inner-product searches give cosines (descriptors are
   L2-normalised); Euclidean searches give ``-squared distance`` so the order is the same.
-* **Labels** are ``int64`` class ids (the gallery's/train set's label encoding), ``NON_LANDMARK = -1``
-  meaning "non-landmark / no prediction" (an empty ``landmarks`` cell in the Kaggle CSV).
+* **Labels** are ``int64`` class ids (the gallery's/train set's label encoding), :data:`NON_LANDMARK`
+  (``-1``) meaning "non-landmark / no prediction" (an empty ``landmarks`` cell in the Kaggle CSV).
 
 Image sets a post-processor may ask for (:data:`IMAGE_SETS`):
 
@@ -25,25 +49,41 @@ Image sets a post-processor may ask for (:data:`IMAGE_SETS`):
 How the pipeline drives a chain of post-processors (the recipe's ``inference.postprocess`` list)::
 
     pps = [registry.create("postprocessor", c.pop("type"), **c) for c in cfg.inference.postprocess]
-    inputs = gather_inputs(pps, embeddings, search=my_faiss_search, model_dims=dims, ...)
+    inputs = zoo.inference.neighbours.gather_inputs(pps, embeddings, search=faiss_search, model_dims=dims, ...)
     out = None
     for pp in pps:
         out = pp(inputs, out)        # Recognition or Ranking
 
-Each post-processor object satisfies :class:`Postprocessor`: it lists the neighbour searches it needs
-as :class:`NeighbourRequest` s (``pp.requests``), the other inputs it reads (``pp.needs``), and may
-transform each model's embeddings before its searches (``pp.transform_embeddings``, e.g. the Henkel
-quantile normalisation). :func:`gather_inputs` fulfils the requests with any search function.
+Each post-processor lists the neighbour searches it needs as :class:`NeighbourRequest` s
+(``pp.requests``), the other inputs it reads (``pp.needs``), and may transform each model's
+embeddings before its searches (``pp.transform_embeddings``, e.g. the Henkel quantile
+normalisation). The pipeline fulfils the requests (exact search, self-matches removed, per ensemble
+member when asked) and hands the result over as :class:`PostprocessInputs`; a post-processor never
+searches itself and must not modify its arguments.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, Union, runtime_checkable
+from typing import Any, Literal, Mapping, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 
 from zoo.registry import ZooError
+
+__all__ = [
+    "IMAGE_SETS",
+    "NON_LANDMARK",
+    "PAD_ROW",
+    "NeighbourRequest",
+    "Neighbours",
+    "Output",
+    "PostprocessError",
+    "PostprocessInputs",
+    "Postprocessor",
+    "Ranking",
+    "Recognition",
+]
 
 #: label of "non-landmark" / "no prediction" (an empty ``landmarks`` cell in Kaggle CSVs)
 NON_LANDMARK: int = -1
@@ -171,7 +211,7 @@ Output = Union[Recognition, Ranking]
 
 @dataclass(frozen=True)
 class NeighbourRequest:
-    """One neighbour search a post-processor needs; :func:`gather_inputs` stores its result.
+    """One neighbour search a post-processor needs; the pipeline stores its result in the inputs.
 
     ``key``: where the result goes: ``inputs.neighbours[key]`` (``per_model=False``) or
     ``inputs.model_neighbours[key]`` (a list with one :class:`Neighbours` per ensemble member,
@@ -232,7 +272,7 @@ class PostprocessInputs:
         if key not in self.neighbours:
             raise PostprocessError(
                 f"{who} needs the neighbour list '{key}' (inputs.neighbours); have {sorted(self.neighbours)}. "
-                "Build the inputs with zoo.inference.types.gather_inputs(pps, ...)"
+                "Build the inputs with zoo.inference.neighbours.gather_inputs(pps, ...)"
             )
         return self.neighbours[key]
 
@@ -240,7 +280,7 @@ class PostprocessInputs:
         if key not in self.model_neighbours:
             raise PostprocessError(
                 f"{who} needs the per-model neighbour lists '{key}' (inputs.model_neighbours); have "
-                f"{sorted(self.model_neighbours)}. Build the inputs with zoo.inference.types.gather_inputs(pps, ...)"
+                f"{sorted(self.model_neighbours)}. Build the inputs with zoo.inference.neighbours.gather_inputs(pps, ...)"
             )
         return self.model_neighbours[key]
 
@@ -280,153 +320,3 @@ class Postprocessor(Protocol):
     def transform_embeddings(self, sets: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def __call__(self, inputs: PostprocessInputs, previous: Output | None = None) -> Output: ...
-
-
-#: ``search(queries N x d, gallery M x d, k, metric) -> (scores N x k, rows N x k)``, best first,
-#: padded with ``-inf``/``-1`` when ``M < k`` (faiss ``IndexFlatIP``/``IndexFlatL2`` semantics, L2
-#: returning *squared distances*; :func:`gather_inputs` negates them).
-SearchFn = Callable[[np.ndarray, np.ndarray, int, str], tuple[np.ndarray, np.ndarray]]
-
-
-def exact_search(queries: np.ndarray, gallery: np.ndarray, k: int, metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force :data:`SearchFn` in numpy (tests, small sets); ``l2`` returns squared distances."""
-    q = np.asarray(queries, dtype=np.float32)
-    g = np.asarray(gallery, dtype=np.float32)
-    n, m = q.shape[0], g.shape[0]
-    kk = min(k, m)
-    scores = np.full((n, k), np.inf if metric == "l2" else -np.inf, dtype=np.float32)
-    rows = np.full((n, k), PAD_ROW, dtype=np.int64)
-    if kk == 0 or n == 0:
-        return scores, rows
-    sim = q @ g.T
-    if metric == "l2":
-        sim = -((q * q).sum(1)[:, None] - 2 * sim + (g * g).sum(1)[None, :])
-    part = np.argpartition(-sim, kk - 1, axis=1)[:, :kk] if kk < m else np.tile(np.arange(m), (n, 1))
-    vals = np.take_along_axis(sim, part, 1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    rows[:, :kk] = np.take_along_axis(part, order, 1)
-    best = np.take_along_axis(vals, order, 1)
-    scores[:, :kk] = -best if metric == "l2" else best
-    return scores, rows
-
-
-def _drop_self(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Remove row ``q`` from query ``q``'s list (same set searched in itself); keep ``k`` columns."""
-    own = rows == np.arange(rows.shape[0])[:, None]
-    # stable-move own matches to the end, then cut
-    order = np.argsort(own, axis=1, kind="stable")
-    rows = np.take_along_axis(rows, order, 1)
-    scores = np.take_along_axis(scores, order, 1)
-    moved = np.take_along_axis(own, order, 1)
-    rows = np.where(moved, PAD_ROW, rows)[:, :k]
-    scores = np.where(moved, -np.inf, scores)[:, :k]
-    return scores, rows
-
-
-def split_models(embeddings: np.ndarray, model_dims: Sequence[int] | None) -> list[np.ndarray]:
-    """Split a concatenated ensemble descriptor into per-member slices, each re-L2-normalised."""
-    x = np.asarray(embeddings, dtype=np.float32)
-    if not model_dims:
-        model_dims = [x.shape[1]]
-    if sum(model_dims) != x.shape[1]:
-        raise PostprocessError(
-            f"model_dims {list(model_dims)} sum to {sum(model_dims)} but the descriptors have {x.shape[1]} dims"
-        )
-    out, start = [], 0
-    for d in model_dims:
-        part = x[:, start : start + d]
-        norm = np.linalg.norm(part, axis=1, keepdims=True)
-        out.append(part / np.maximum(norm, 1e-12))
-        start += d
-    return out
-
-
-def gather_inputs(
-    postprocessors: Sequence[Postprocessor],
-    embeddings: Mapping[str, np.ndarray],
-    *,
-    search: SearchFn = exact_search,
-    model_dims: Sequence[int] | None = None,
-    labels: Mapping[str, np.ndarray] | None = None,
-    head_logits: np.ndarray | None = None,
-    images: Sequence[np.ndarray] | None = None,
-    query_ids: Sequence[str] | None = None,
-    gallery_ids: Sequence[str] | None = None,
-) -> PostprocessInputs:
-    """Run every neighbour search the chain asks for and bundle the inputs.
-
-    ``embeddings``: L2-normalised descriptors by image set (``"query"`` required; ``Q x D``).
-    ``model_dims``: the ensemble members' descriptor widths in concatenation order (per-model requests
-    search each slice, re-normalised; ``None`` = one model). ``search``: e.g. a faiss flat search.
-    Identical requests of different post-processors are searched once (largest ``k``).
-    """
-    if "query" not in embeddings:
-        raise PostprocessError("gather_inputs: embeddings['query'] is required")
-    q = int(np.asarray(embeddings["query"]).shape[0])
-    inputs = PostprocessInputs(
-        num_queries=q,
-        labels={k: np.asarray(v, dtype=np.int64) for k, v in (labels or {}).items()},
-        head_logits=None if head_logits is None else np.asarray(head_logits, dtype=np.float32),
-        images=images,
-        query_ids=query_ids,
-        gallery_ids=gallery_ids,
-    )
-    split_cache: dict[str, list[np.ndarray]] = {}
-
-    def model_sets(names: Sequence[str]) -> list[dict[str, np.ndarray]]:
-        for s in names:
-            if s not in embeddings:
-                raise PostprocessError(f"a post-processor needs embeddings of the '{s}' images; have {sorted(embeddings)}")
-            if s not in split_cache:
-                split_cache[s] = split_models(embeddings[s], model_dims)
-        n_models = len(split_cache[names[0]])
-        return [{s: split_cache[s][i] for s in names} for i in range(n_models)]
-
-    def run(qx: np.ndarray, gx: np.ndarray, req: NeighbourRequest) -> Neighbours:
-        k = req.k + (1 if req.exclude_self else 0)
-        scores, rows = search(np.ascontiguousarray(qx, dtype=np.float32), np.ascontiguousarray(gx, dtype=np.float32), k, req.metric)
-        scores = np.asarray(scores, dtype=np.float32)
-        rows = np.asarray(rows, dtype=np.int64)
-        if req.metric == "l2":
-            scores = -scores
-        scores = np.where(rows < 0, -np.inf, scores).astype(np.float32)
-        if req.exclude_self:
-            scores, rows = _drop_self(scores, rows, req.k)
-        return Neighbours(rows, scores)
-
-    transformed: dict[tuple[int, bool], list[dict[str, np.ndarray]]] = {}  # (id(pp), per_model) -> sets
-
-    def transformed_sets(pp: Postprocessor, per_model: bool) -> list[dict[str, np.ndarray]]:
-        key = (id(pp), per_model)
-        if key not in transformed:  # one transform per post-processor (and per model), shared by its requests
-            if per_model:
-                transformed[key] = [dict(pp.transform_embeddings(m)) for m in model_sets(list(embeddings))]
-            else:
-                full = {s: np.asarray(x, dtype=np.float32) for s, x in embeddings.items()}
-                transformed[key] = [dict(pp.transform_embeddings(full))]
-        return transformed[key]
-
-    for pp in postprocessors:
-        for req in getattr(pp, "requests", ()):
-            store = inputs.model_neighbours if req.per_model else inputs.neighbours
-            if req.key in store and store[req.key] and _k_of(store[req.key]) >= req.k:
-                continue
-            sets = [req.query, req.gallery]
-            for s in sets:
-                if s not in embeddings:
-                    raise PostprocessError(
-                        f"post-processor request '{req.key}' needs embeddings of the '{s}' images; have {sorted(embeddings)}"
-                    )
-            if req.transformed:
-                per = transformed_sets(pp, req.per_model)
-            elif req.per_model:
-                per = model_sets(sets)
-            else:
-                per = [{s: np.asarray(embeddings[s]) for s in sets}]
-            results = [run(m[req.query], m[req.gallery], req) for m in per]
-            store[req.key] = results if req.per_model else results[0]  # type: ignore[index]
-    return inputs
-
-
-def _k_of(value: Neighbours | list[Neighbours]) -> int:
-    return min(n.k for n in value) if isinstance(value, list) else value.k

@@ -1,15 +1,16 @@
-"""Straightforward per-query loops of the post-processing formulas, written as the upstream notebooks do.
+"""Test oracles: straightforward per-query loops of the post-processing formulas, as the upstream notebooks write them.
 
-These are the oracles that the tests and ``benchmarks/postprocess.py`` compare the vectorised
-post-processors against (same outputs, far slower). Each takes plain numpy arrays and walks queries
-and neighbours one by one with Python dicts. Nothing in the pipeline calls them.
+``tests/test_postprocess.py`` and ``benchmarks/postprocess.py`` (which imports this file by path)
+compare the vectorised post-processors of ``zoo_postprocess`` against them (same outputs, far
+slower). Each takes plain numpy arrays and walks queries and neighbours one by one with Python
+dicts. Nothing in the pipeline calls them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from zoo.inference.types import NON_LANDMARK
+from zoo.postprocess import NON_LANDMARK
 
 
 def _argmax_dict(scores: dict[int, float]) -> tuple[int, float]:
