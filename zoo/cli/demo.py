@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.inference.options import add_embed_args
+from zoo.cli._options import add_embed_args
 
 COMMAND = "demo"
 HELP = "embed + search real photos with a recipe; metrics table and an HTML page of results"
@@ -48,7 +48,7 @@ def _short(image_id: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from zoo.cli._output import print_table
     from zoo.inference.demo import demo_records, run_demo
-    from zoo.inference.options import embed_options_from_args, model_from_args
+    from zoo.cli._options import embed_options_from_args, model_from_args
 
     source, records = demo_records(args.images)
     model, meta = model_from_args(args)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from zoo.inference.options import add_embed_args, add_model_args
+from zoo.cli._options import add_embed_args, add_model_args
 
 COMMAND = "embed"
 HELP = "embed images (folder or CSV) into resumable embedding shards"
@@ -38,7 +38,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from zoo.data.images import list_images
     from zoo.inference.embed import DistInfo, embed_to_folder
-    from zoo.inference.options import embed_options_from_args, model_from_args, preprocesses_from_args
+    from zoo.cli._options import embed_options_from_args, model_from_args, preprocesses_from_args
 
     records = list_images(args.images, args.image_root)
     if args.limit is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.inference.options import add_embed_args, add_model_args
+from zoo.cli._options import add_embed_args, add_model_args
 
 COMMAND = "recognize"
 HELP = "landmark recognition of test images against a labelled train set; Kaggle CSV (id,landmarks)"
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from zoo.cli._output import print_table
     from zoo.data.images import list_images
     from zoo.inference.embed import Embedder, embed_records
-    from zoo.inference.options import embed_options_from_args, model_from_args, preprocesses_from_args
+    from zoo.cli._options import embed_options_from_args, model_from_args, preprocesses_from_args
     from zoo.inference.pipeline import (
         LabelCodec,
         LazyImages,
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         needs_images,
         recognize,
     )
-    from zoo.inference.sources import EmbeddedSet, is_embeddings_folder, load_set
+    from zoo.cli._sources import EmbeddedSet, is_embeddings_folder, load_set
     from zoo.inference.submission import write_recognition_result
     from zoo.plugins import get_registry
     from zoo.recipes import get_recipe

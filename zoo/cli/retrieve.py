@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.inference.options import add_embed_args, add_model_args
+from zoo.cli._options import add_embed_args, add_model_args
 
 COMMAND = "retrieve"
 HELP = "top-k retrieval of queries in an index set; Kaggle retrieval CSV (id,images)"
@@ -42,10 +42,10 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from zoo.cli._output import print_table
     from zoo.inference.index import IndexBundle, set_nprobe, to_gpu
-    from zoo.inference.options import embed_options_from_args, preprocesses_from_args
+    from zoo.cli._options import embed_options_from_args, preprocesses_from_args
     from zoo.inference.pipeline import LabelCodec, build_postprocessors, inference_config, model_dims_of, retrieve
     from zoo.inference.retrieval import retrieval_metrics
-    from zoo.inference.sources import is_embeddings_folder, is_index_folder, load_set
+    from zoo.cli._sources import is_embeddings_folder, is_index_folder, load_set
     from zoo.inference.submission import write_ranking_result
     from zoo.plugins import get_registry
     from zoo.recipes import get_recipe
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     )
     model, meta, pre = None, {"recipe": args.recipe}, None
     if needs_model:
-        from zoo.inference.options import model_from_args
+        from zoo.cli._options import model_from_args
 
         model, meta = model_from_args(args)
         pre = preprocesses_from_args(model, args)

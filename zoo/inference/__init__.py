@@ -8,7 +8,6 @@ Modules (each named for what it holds):
   ``torchrun``-aware :func:`~zoo.inference.embed.embed_to_folder` (``zoo embed``).
 * :mod:`~zoo.inference.store`: the embeddings folder (manifest + shards) reader/writer.
 * :mod:`~zoo.inference.index`: faiss indexes (flat / ivf / ivfpq, fp16, GPU) and chunked search.
-* :mod:`~zoo.inference.sources`: command inputs (images, embeddings folders, index folders).
 * :mod:`~zoo.inference.pipeline`: recognition / retrieval composing the registered post-processors.
 * :mod:`~zoo.inference.retrieval`: retrieval metrics through the registered ``metric`` components.
 * :mod:`~zoo.inference.results`: neighbour lists (self-match removal, the ``zoo search`` CSV).
