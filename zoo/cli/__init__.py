@@ -14,7 +14,20 @@ import pkgutil
 import sys
 from typing import Sequence
 
+from zoo.cli._parser import ZooArgumentParser
 from zoo.registry import ZooError
+
+EPILOG = """\
+Recipe overrides (KEY=VALUE, or -o KEY=VALUE) may stand anywhere on a command's line.
+Exit status: 0 success, 1 a user error (one line naming the thing and the fix), 2 a usage error,
+70 an internal error (please report it; -vv prints the traceback).
+
+Examples:
+  zoo demo
+  zoo recipes
+  zoo info default
+  zoo embed default --images ../shared/data/instance-eval --out emb/
+"""
 
 
 def _core_commands() -> list[object]:
@@ -32,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     from zoo import __version__
     from zoo.plugins import get_registry
 
-    parser = argparse.ArgumentParser(
+    parser = ZooArgumentParser(
         prog="zoo",
         description="Instance-level recognition and retrieval recipes on one plugin-based core.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")

@@ -1,4 +1,10 @@
-"""List registered components, optionally of one KIND and matching PATTERN."""
+"""List registered components, optionally of one KIND and matching PATTERN.
+
+Examples:
+  zoo components
+  zoo components backbone 'tf_*'
+  zoo components postprocessor --json
+"""
 
 from __future__ import annotations
 

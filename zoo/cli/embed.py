@@ -1,7 +1,9 @@
 """Embed images with a recipe into a resumable folder of shards.
 
-    zoo embed default --images ../shared/data/instance-eval --out emb/
-    torchrun --nproc-per-node 8 -m zoo embed RECIPE --images gallery.csv --image-root train/ --out emb/
+Examples:
+  zoo embed default --images ../shared/data/instance-eval --out emb/
+  zoo embed default --images train/ --out train_emb/ --batch-size 64
+  torchrun --nproc-per-node 8 -m zoo embed default --images test/ --out test_emb/
 
 Images are decoded once in worker processes and bucketed by shape (no padding); embeddings are
 written in shards of --shard-size (safetensors, ids alongside). Run the same command again after an
@@ -39,11 +41,13 @@ def run(args: argparse.Namespace) -> int:
     from zoo.data.images import list_images
     from zoo.inference.embed import DistInfo, embed_to_folder
     from zoo.cli._options import embed_options_from_args, model_from_args, preprocesses_from_args
+    from zoo.cli._sources import source_meta
 
     records = list_images(args.images, args.image_root)
     if args.limit is not None:
         records = records[: args.limit]
     model, meta = model_from_args(args)
+    meta.update(source_meta(args.images, args.image_root))  # labels of the images stay findable
     options = embed_options_from_args(args, shard_size=args.shard_size, fp16=args.fp16)
     dist = DistInfo.from_env()
     report = embed_to_folder(

@@ -6,9 +6,10 @@ manifest (``--random-init`` for an untrained smoke export). The export resizes t
 checked against the eager model on real photos before it is written (TorchScript is the GUIE
 submission format; GUIE recipes must give <= 64-d descriptors).
 
+Examples:
   zoo export default --format torchscript --out default.pt
-  zoo export guie2022-2nd-vith14-64d --checkpoint guie.safetensors --format torchscript --out submission.pt
   zoo export default --format onnx --out default.onnx
+  zoo export guie2022-2nd-vith14-64d --checkpoint guie.safetensors --format torchscript --out submission.pt
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ HELP = "export a recipe to TorchScript or ONNX (uint8 images -> L2-normalised de
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    from zoo.cli._options import add_override_args
     from zoo.export import FORMATS
 
     p.add_argument("recipe", help="recipe name (see: zoo recipes)")
     p.add_argument("--checkpoint", default=None, help="zoo .safetensors checkpoint (default: the manifest's weights)")
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="torchscript", help="default: torchscript")
     p.add_argument("--out", required=True, help="output file (written atomically after the parity check)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="recipe override (repeatable)")
+    add_override_args(p)
     p.add_argument("--image-size", type=int, default=None, help="network input size (default: the recipe's)")
     p.add_argument("--max-dim", type=int, default=None, help="refuse descriptors wider than this (GUIE recipes: 64)")
     p.add_argument("--photos", nargs="+", default=None, help="photos for the parity check (default: skimage/sklearn samples)")

@@ -1,11 +1,14 @@
-"""Build a faiss index over a ``zoo embed`` folder.
+"""Build a faiss index over a ``zoo embed`` folder; the index is a folder.
 
-    zoo index emb/ --out index/                          # exact inner product (IndexFlatIP)
-    zoo index emb/ --out index/ --fp16                   # exact, float16 storage
-    zoo index emb/ --out index/ --type ivfpq --nlist 4096 --m 64    # millions of images
+The output folder holds index.faiss (the faiss index itself: ``faiss.read_index(OUT/index.faiss)``),
+ids.json (the image id of every row) and index.json (how it was built); search it with `zoo search`
+or `zoo retrieve --index OUT`. Shards are streamed (never all loaded at once for IVF training: a
+strided sample is used).
 
-Shards are streamed (never all loaded at once for IVF training: a strided sample is used).
-The folder holds index.faiss, ids.json and index.json; search it with `zoo search`.
+Examples:
+  zoo index emb/ --out index/                                    # exact inner product (IndexFlatIP)
+  zoo index emb/ --out index-fp16/ --fp16                        # exact, float16 storage
+  zoo index emb/ --out index-ivfpq/ --type ivfpq --nlist 4096 --m 64    # millions of images
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Show a recipe's resolved config (after ``extends`` and overrides) and its override keys."""
+"""Show a recipe's resolved config (after ``extends`` and overrides) and its override keys.
+
+Examples:
+  zoo info default
+  zoo info default-finetune train.epochs=3 model.pooling.type=avg
+  zoo info glr2020-3rd-effnet-b5 --keys
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,10 @@ HELP = "show a recipe's resolved config and override keys"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    from zoo.cli._options import add_override_args
+
     p.add_argument("recipe", help="recipe name (see: zoo recipes)")
-    p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. model.head.num_classes=10")
+    add_override_args(p)
     p.add_argument("--keys", action="store_true", help="print only the override keys")
     p.set_defaults(func=run)
 

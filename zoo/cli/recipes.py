@@ -1,4 +1,9 @@
-"""List recipes by fnmatch pattern, e.g. ``zoo recipes 'glr2021*'``."""
+"""List recipes by fnmatch pattern.
+
+Examples:
+  zoo recipes
+  zoo recipes 'glr2021*' --long
+"""
 
 from __future__ import annotations
 

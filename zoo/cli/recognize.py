@@ -1,7 +1,8 @@
 """Recognition (Kaggle GLR, GAP): a label and a confidence per test image from a labelled train set.
 
-    zoo recognize RECIPE --train train.csv --test test.csv --out submission.csv
-    zoo recognize RECIPE --train train_emb/ --test test/ --non-landmark nonlandmark/ --out sub.csv
+Examples:
+  zoo recognize default --train train/ --test test/ --out submission.csv
+  zoo recognize default --train train_emb/ --test test_emb/ --out submission-emb.csv
 
 --train and --test take image folders/CSVs (embedded into --work, resumable) or `zoo embed` folders.
 The recipe's `inference.postprocess` post-processors run in order (kNN + head fusion, Henkel &

@@ -1,12 +1,14 @@
 """Retrieval: rank the index images for every query (top 100), write the Kaggle retrieval CSV.
 
-    zoo retrieve RECIPE --index index.csv --query test.csv --out submission.csv
-    zoo retrieve RECIPE --index index_dir/ --query query_emb/ --train train.csv   # re-ranking post-processors
-    zoo retrieve default --index ../shared/data/instance-eval --query ../shared/data/instance-eval --out sub.csv
+Examples:
+  zoo retrieve default --index train/ --query test/ --out retrieval.csv
+  zoo retrieve default --index index/ --query test_emb/ --out retrieval-index.csv
+  zoo retrieve default --index ../shared/data/instance-eval/labels.csv --query ../shared/data/instance-eval/labels.csv --out sub.csv
 
 --index and --query take image folders/CSVs (embedded into --work, resumable), `zoo embed` folders,
 or (--index only) a `zoo index` folder (e.g. IVF-PQ for millions of images). The recipe's
-`inference.postprocess` post-processors run in order (e.g. GLR2021 re-ranking with --train labels).
+`inference.postprocess` post-processors run in order (e.g. GLR2021 re-ranking with --train labels:
+`zoo retrieve glr2021-1st-retrieval-ensemble ... --train train.csv`).
 When query and index are the same images each query's own image is left out. When both sides
 have labels (a CSV label column or an image-folder tree, or --labels), mAP@100 / R@1 / mP@5 are
 printed, computed by the same registered metrics as `zoo evaluate`.
@@ -99,4 +101,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = retrieval_metrics(query.ids, query.labels, index_ids, index_labels, ranking.indices,
                                     exclude_self=exclude_self, registry=reg)
         print_table([[k, f"{v:.4f}"] for k, v in metrics.items()], ["metric", "value"])
+    else:
+        print("(no metrics: query and index images need labels - a CSV label column, an image-folder tree "
+              "or --labels CSV)")
     return 0

@@ -1,17 +1,18 @@
-"""Train a recipe: ``zoo train RECIPE --data TRAIN.csv --images DIR [--val VAL.csv] [OVERRIDES...]``.
+"""Train a recipe: ``zoo train RECIPE --data TRAIN.csv --images DIR [--val VAL.csv] [KEY=VALUE ...]``.
 
 Runs every stage of the recipe's ``train:`` section (see ``zoo info RECIPE``). Data: a CSV with
 ``id,landmark_id`` (GLDv2 style; ``path``/``label``/``instance`` columns work too) whose ids are found
 under ``--images``, or an image-folder tree (one sub-folder per class). Stages that train on another
-subset name it (``data: full``) and get it with ``--data full=PATH``.
+subset name it (``data: full``) and get it with ``--data full=PATH``. Recipe overrides (``KEY=VALUE``,
+or ``-o KEY=VALUE``) may stand anywhere on the line.
 
-Multi-GPU: ``torchrun --nproc_per_node=8 -m zoo train RECIPE ...`` (NCCL; gloo on CPU); batch sizes
+Multi-GPU: ``torchrun --nproc-per-node 8 -m zoo train RECIPE ...`` (NCCL; gloo on CPU); batch sizes
 are per process. ImageNet initialisation is on unless ``--no-pretrained``. ``--resume`` continues a
 run from OUT/resume.safetensors (written every epoch and every ``train.checkpoint_every_steps``).
 
 Examples:
+  zoo train default-finetune --data train.csv --images train/ --out runs/ft train.epochs=3 --device cpu
   zoo train glr2021-top100-effnet-b0 --data train.csv --images train/ --val val.csv --out runs/b0
-  zoo train default-finetune --data train.csv --images imgs/ --out runs/ft train.epochs=3 --device cpu
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ log = logging.getLogger("zoo.train")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    from zoo.cli._options import add_override_args
+
     p.add_argument("recipe", help="recipe name (zoo recipes) or a recipe YAML file")
-    p.add_argument("overrides", nargs="*", help="recipe overrides key=value, e.g. train.lr=1e-4 train.epochs=3")
+    add_override_args(p)
     p.add_argument("--data", action="append", required=True, metavar="[KEY=]PATH",
                    help="training CSV or image folder; repeat as KEY=PATH for stages with data: KEY (default key: train)")
     p.add_argument("--images", default=None, help="folder the CSV ids are found under (default: the CSV's folder)")
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     if args.workers is not None:
-        overrides.append(f"train.workers={args.workers}")
+        overrides.append(f"+train.workers={args.workers}")  # '+': also for recipes that leave it unset
     cfg = load_recipe(args.recipe, overrides)
     out = Path(args.out or Path("runs") / str(cfg.name))
     ctx = init_distributed(args.device)
