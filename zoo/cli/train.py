@@ -63,29 +63,6 @@ def _parse_data(items: list[str], images: str | None) -> dict[str, tuple[str, st
     return out
 
 
-def load_recipe(name: str, overrides: list[str]):
-    """A registered recipe name, or a YAML file whose ``extends`` names registered recipes."""
-    from omegaconf import OmegaConf
-
-    from zoo.plugins import get_registry
-    from zoo.recipes import apply_overrides, check_components, get_recipe
-
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        reg = get_registry()
-        cfg = OmegaConf.load(path)
-        base = cfg.pop("extends", None)
-        if base:
-            bases = [base] if isinstance(base, str) else list(base)
-            cfg = OmegaConf.merge(*[get_recipe(b, registry=reg) for b in bases], cfg)
-        OmegaConf.set_struct(cfg, False)
-        cfg.name = path.stem
-        cfg = apply_overrides(cfg, overrides, what=str(path))
-        check_components(cfg, reg)
-        return cfg
-    return get_recipe(name, overrides)
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -98,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.workers is not None:
         overrides.append(f"+train.workers={args.workers}")  # '+': also for recipes that leave it unset
-    cfg = load_recipe(args.recipe, overrides)
+    from zoo.recipes import get_recipe
+
+    cfg = get_recipe(args.recipe, overrides)
     out = Path(args.out or Path("runs") / str(cfg.name))
     ctx = init_distributed(args.device)
     if ctx.device.type == "cuda":
