@@ -9,7 +9,8 @@ imported by the ``*_from_args`` functions, when a command runs).
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+import importlib
+from typing import TYPE_CHECKING, Any, Callable
 
 from zoo.cli._parser import OVERRIDES_DEST
 
@@ -19,8 +20,21 @@ if TYPE_CHECKING:
     from zoo.inference.embed import EmbedOptions
     from zoo.inference.preprocess import Preprocess
 
-#: shown in ``--help``; checked by :class:`zoo.inference.embed.EmbedOptions` (``AMP_MODES``)
-AMP_HELP = "autocast: auto (bf16/fp16 on CUDA, off on CPU), off, bf16 or fp16 (default: auto)"
+
+
+def choice_of(ref: str) -> Callable[[str], str]:
+    """An argparse ``type`` accepting the values of the tuple ``"module:NAME"``, imported when a value
+    is parsed (``choices=`` would import the module - and torch - for ``--help``)."""
+    module, _, name = ref.partition(":")
+
+    def check(text: str) -> str:
+        values = getattr(importlib.import_module(module), name)
+        if text not in values:
+            raise argparse.ArgumentTypeError(f"invalid choice: '{text}' (choose from {', '.join(values)})")
+        return text
+
+    check.__name__ = name.lower()
+    return check
 
 
 def add_override_args(p: argparse.ArgumentParser) -> None:
@@ -59,17 +73,10 @@ def add_embed_args(p: argparse.ArgumentParser, *, image_size: bool = True) -> No
     g.add_argument("--flip-tta", action="store_true", help="add the horizontally flipped image's descriptor")
     g.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
     g.add_argument("--workers", type=int, default=None, help="decoding workers (default: CUDA cores - 1, at most 8; CPU cores // 8)")
-    g.add_argument("--amp", type=_amp_mode, default="auto", help=AMP_HELP)
+    g.add_argument("--amp", type=choice_of("zoo.inference.embed:AMP_MODES"), default="auto",
+                   help="autocast: auto (bf16/fp16 on CUDA, off on CPU), off, bf16 or fp16 (default: auto)")
     g.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when available), cpu, cuda, cuda:1, ...")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _amp_mode(text: str) -> str:
-    from zoo.inference.embed import AMP_MODES
-
-    if text not in AMP_MODES:
-        raise argparse.ArgumentTypeError(f"invalid choice: '{text}' (choose from {', '.join(AMP_MODES)})")
-    return text
 
 
 def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:

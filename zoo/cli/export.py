@@ -21,12 +21,12 @@ HELP = "export a recipe to TorchScript or ONNX (uint8 images -> L2-normalised de
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from zoo.cli._options import add_override_args
-    from zoo.export import FORMATS
+    from zoo.cli._options import add_override_args, choice_of
 
     p.add_argument("recipe", help="recipe name (see: zoo recipes)")
     p.add_argument("--checkpoint", default=None, help="zoo .safetensors checkpoint (default: the manifest's weights)")
-    p.add_argument("--format", dest="fmt", choices=FORMATS, default="torchscript", help="default: torchscript")
+    p.add_argument("--format", dest="fmt", type=choice_of("zoo.export:FORMATS"), default="torchscript",
+                   help="torchscript or onnx (default: torchscript)")
     p.add_argument("--out", required=True, help="output file (written atomically after the parity check)")
     add_override_args(p)
     p.add_argument("--image-size", type=int, default=None, help="network input size (default: the recipe's)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.inference.index import INDEX_TYPES
+from zoo.cli._options import choice_of
 
 COMMAND = "index"
 HELP = "build a faiss index (flat, ivf, ivfpq; fp16 option) from embedding shards"
@@ -24,7 +24,8 @@ HELP = "build a faiss index (flat, ivf, ivfpq; fp16 option) from embedding shard
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("embeddings", help="embeddings folder written by zoo embed")
     p.add_argument("--out", required=True, help="output index folder")
-    p.add_argument("--type", choices=INDEX_TYPES, default="flat", help="index type (default: flat, exact)")
+    p.add_argument("--type", type=choice_of("zoo.inference.index:INDEX_TYPES"), default="flat",
+                   help="flat (exact), ivf or ivfpq (default: flat)")
     p.add_argument("--fp16", action="store_true", help="float16 storage (flat, ivf)")
     p.add_argument("--nlist", type=int, default=None, help="IVF lists (default: ~4 sqrt(N))")
     p.add_argument("--m", type=int, default=None, help="PQ sub-quantizers, bytes per vector (default: d/8, at most 64)")
