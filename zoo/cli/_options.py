@@ -47,6 +47,11 @@ def add_override_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_json_arg(p: argparse.ArgumentParser, what: str = "the summary") -> None:
+    """``--json``: print one JSON object (``what``) on stdout instead of text; logs stay on stderr."""
+    p.add_argument("--json", action="store_true", help=f"print {what} as one JSON object instead of text")
+
+
 def add_verbosity_args(p: argparse.ArgumentParser, *, dest_prefix: str = "") -> None:
     """``-v`` (info; ``-vv`` debug) and ``-q`` (errors only, no progress bars)."""
     extra = {"default": argparse.SUPPRESS} if dest_prefix else {"default": 0}

@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json([e.to_dict() for e in entries])
     else:
-        print_table([(e.kind, e.name, e.owner.name, e.description[:70]) for e in entries],
-                    ("kind", "name", "plugin", "description"))
+        print_table([(e.kind, e.name, e.owner.name, e.description) for e in entries],
+                    ("kind", "name", "plugin", "description"), wrap_last=True)
     return 0 if entries else 1

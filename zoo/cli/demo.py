@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli._options import add_embed_args, add_override_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_override_args
 
 COMMAND = "demo"
 HELP = "embed + search real photos with a recipe; metrics table and an HTML page of results"
@@ -37,6 +37,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table-rows", type=int, default=10, help="queries printed in the search table (default: 10)")
     p.add_argument("--max-html-queries", type=int, default=500, help="queries on the HTML page (default: 500)")
     add_embed_args(p, image_size=False)
+    add_json_arg(p, "the summary and metrics")
     p.set_defaults(func=run)
 
 
@@ -52,6 +53,15 @@ def run(args: argparse.Namespace) -> int:
 
     source, records = demo_records(args.images)
     model, meta = model_from_args(args)
+    if args.json:
+        from zoo.cli._output import print_json
+
+        result = run_demo(model, records, args.out, source=source, k=args.k, options=embed_options_from_args(args),
+                          meta=meta, max_html_queries=args.max_html_queries)
+        print_json({"recipe": args.recipe, "pretrained": meta["pretrained"], "source": source, "images": len(records),
+                    "metrics": result.metrics, "page": result.page,
+                    "skipped": [{"id": s.id, "error": s.error} for s in result.skipped]})
+        return 0
     print(f"zoo demo: recipe '{args.recipe}'{' (pretrained)' if meta['pretrained'] else ''}, "
           f"{len(records)} images from {source}")
     result = run_demo(model, records, args.out, source=source, k=args.k,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from zoo.cli._options import add_embed_args, add_model_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_model_args
 
 COMMAND = "embed"
 HELP = "embed images (folder or CSV) into resumable embedding shards"
@@ -34,6 +34,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="delete existing shards in --out and start again")
     p.add_argument("--limit", type=int, default=None, help="embed only the first N images")
     add_embed_args(p)
+    add_json_arg(p)
     p.set_defaults(func=run)
 
 
@@ -54,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
         model, records, args.out, options=options, preprocesses=preprocesses_from_args(model, args),
         meta=meta, dist=dist, overwrite=args.overwrite,
     )
+    if args.json:
+        from zoo.cli._output import print_json
+
+        print_json({"rank": dist.rank, "world_size": dist.world_size, "out": report.out,
+                    "records": report.num_records, "shards": report.num_shards, "embedded": report.embedded,
+                    "shards_done": report.shards_done, "shards_reused": report.shards_reused,
+                    "images_per_second": report.images_per_second, "skipped": [s.to_dict() for s in report.skipped]})
+        return 0
     print(
         f"rank {dist.rank}/{dist.world_size}: embedded {report.embedded} images into {len(report.shards_done)} "
         f"shards of {report.out} ({report.images_per_second:.1f} img/s); reused {len(report.shards_reused)} "

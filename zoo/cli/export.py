@@ -33,6 +33,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-dim", type=int, default=None, help="refuse descriptors wider than this (GUIE recipes: 64)")
     p.add_argument("--photos", nargs="+", default=None, help="photos for the parity check (default: skimage/sklearn samples)")
     p.add_argument("--random-init", action="store_true", help="no weights at all (smoke exports only)")
+    p.add_argument("--json", action="store_true", help="print the result (path, format, dim, parity) as JSON")
     p.set_defaults(func=run)
 
 
@@ -54,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
         max_dim=args.max_dim,
         photos=args.photos,
     )
+    if args.json:
+        from dataclasses import asdict
+
+        from zoo.cli._output import print_json
+
+        print_json({**asdict(result), "parity_ok": result.parity.ok})
+        return 0
     print(
         f"wrote {result.path} ({result.format}, uint8 Bx3xHxW -> {result.embedding_dim}-d, input resized to "
         f"{result.image_size}x{result.image_size}); parity with the eager model: {result.parity.summary()}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli._options import choice_of
+from zoo.cli._options import add_json_arg, choice_of
 
 COMMAND = "index"
 HELP = "build a faiss index (flat, ivf, ivfpq; fp16 option) from embedding shards"
@@ -23,7 +23,8 @@ HELP = "build a faiss index (flat, ivf, ivfpq; fp16 option) from embedding shard
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("embeddings", help="embeddings folder written by zoo embed")
-    p.add_argument("--out", required=True, help="output index folder")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output index folder (index.faiss + ids.json + index.json; not a single .faiss file)")
     p.add_argument("--type", type=choice_of("zoo.inference.index:INDEX_TYPES"), default="flat",
                    help="flat (exact), ivf or ivfpq (default: flat)")
     p.add_argument("--fp16", action="store_true", help="float16 storage (flat, ivf)")
@@ -33,12 +34,33 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (stored with the index)")
     p.add_argument("--train-size", type=int, default=262_144, help="IVF training sample size")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_json_arg(p)
     p.set_defaults(func=run)
+
+
+#: file names a user may give when expecting a single faiss file
+FILE_SUFFIXES = (".faiss", ".index", ".idx", ".bin")
+
+
+def check_out_folder(out: str) -> None:
+    """The index is a folder: refuse ``--out gallery.faiss`` (or an existing file) with the fix."""
+    from pathlib import Path
+
+    from zoo.inference.index import SearchIndexError
+
+    path = Path(out)
+    if path.suffix.lower() in FILE_SUFFIXES or path.is_file():
+        folder = path.with_suffix("") if path.suffix else path.with_name(path.name + "-index")
+        raise SearchIndexError(
+            f"--out {out}: a zoo index is a folder (index.faiss + ids.json + index.json), not one file; "
+            f"give a folder, e.g. --out {folder}/ (faiss.read_index('{folder}/index.faiss') then reads the faiss index)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     from zoo.inference.index import IndexSpec, index_from_store
 
+    check_out_folder(args.out)
     spec = IndexSpec(type=args.type, fp16=args.fp16, nlist=args.nlist, m=args.m, nbits=args.nbits,
                      nprobe=args.nprobe, train_size=args.train_size)
     bundle = index_from_store(args.embeddings, spec, progress=not args.no_progress)
@@ -46,6 +68,13 @@ def run(args: argparse.Namespace) -> int:
     s = bundle.spec
     extra = f", nlist={s.nlist}, nprobe={s.nprobe}" if s.type != "flat" else ""
     extra += f", m={s.m}, nbits={s.nbits}" if s.type == "ivfpq" else ""
+    if args.json:
+        from dataclasses import asdict
+
+        from zoo.cli._output import print_json
+
+        print_json({"out": args.out, "vectors": bundle.index.ntotal, "dim": bundle.index.d, "spec": asdict(s)})
+        return 0
     print(f"indexed {bundle.index.ntotal} vectors of dim {bundle.index.d} into {args.out} "
           f"({s.type}{', fp16' if s.fp16 else ''}{extra})")
     return 0

@@ -15,11 +15,12 @@ HELP = "show a recipe's resolved config and override keys"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from zoo.cli._options import add_override_args
+    from zoo.cli._options import add_json_arg, add_override_args
 
-    p.add_argument("recipe", help="recipe name (see: zoo recipes)")
+    p.add_argument("recipe", help="recipe name (see: zoo recipes) or a recipe YAML file")
     add_override_args(p)
     p.add_argument("--keys", action="store_true", help="print only the override keys")
+    add_json_arg(p, '{"name", "config" (resolved), "keys"}')
     p.set_defaults(func=run)
 
 
@@ -30,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = get_recipe(args.recipe, args.overrides)
     keys = flat_keys(cfg)
+    if args.json:
+        from zoo.cli._output import print_json
+
+        print_json({"name": cfg.name, "config": OmegaConf.to_container(cfg, resolve=True), "keys": keys})
+        return 0
     if not args.keys:
         print(OmegaConf.to_yaml(cfg, resolve=True).rstrip())
         print("\n# override keys (key=value; +key=value adds a key):")

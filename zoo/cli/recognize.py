@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.cli._options import add_embed_args, add_model_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_model_args
 
 COMMAND = "recognize"
 HELP = "landmark recognition of test images against a labelled train set; Kaggle CSV (id,landmarks)"
@@ -35,6 +35,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", default=None, help="folder for embeddings of image inputs (default: zoo-work/RECIPE)")
     p.add_argument("--no-postprocess", action="store_true", help="nearest-neighbour label, ignore inference.postprocess")
     add_embed_args(p)
+    add_json_arg(p, "the summary and GAP")
     p.set_defaults(func=run)
 
 
@@ -110,16 +111,25 @@ def run(args: argparse.Namespace) -> int:
     )
     write_recognition_result(args.out, test.ids, result, codec.classes)
     n_landmark = int(result.is_landmark.sum())
+    metrics = {}
+    if any(lab is not None for lab in test.labels):
+        truth = codec.encode(test.labels)
+        metrics = {name: float(reg.create("metric", name)(result.labels, result.confidences, truth))
+                   for name in ("gap", "gap_landmarks_only")}
+    if args.json:
+        from zoo.cli._output import print_json
+
+        print_json({"test_images": len(test.ids), "train_images": len(train.ids), "classes": len(codec.classes),
+                    "landmark_predictions": n_landmark, "postprocess": [type(pp).__name__ for pp in chain],
+                    "out": args.out, "skipped": len(test.skipped), "metrics": metrics})
+        return 0
     print(f"recognised {len(test.ids)} test images against {len(train.ids)} train images "
           f"({len(codec.classes)} classes); {n_landmark} landmark predictions"
           f"{', post-processing: ' + ', '.join(type(pp).__name__ for pp in chain) if chain else ''} -> {args.out}")
     if test.skipped:
         print(f"skipped {len(test.skipped)} unreadable test images (no row in the CSV)")
-    if any(lab is not None for lab in test.labels):
-        truth = codec.encode(test.labels)
-        rows = [[name, f"{float(reg.create('metric', name)(result.labels, result.confidences, truth)):.4f}"]
-                for name in ("gap", "gap_landmarks_only")]
-        print_table(rows, ["metric", "value"])
+    if metrics:
+        print_table([[name, f"{value:.4f}"] for name, value in metrics.items()], ["metric", "value"])
     return 0
 
 

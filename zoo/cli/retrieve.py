@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.cli._options import add_embed_args, add_model_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_model_args
 
 COMMAND = "retrieve"
 HELP = "top-k retrieval of queries in an index set; Kaggle retrieval CSV (id,images)"
@@ -38,6 +38,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", default=None, help="folder for embeddings of image inputs (default: zoo-work/RECIPE)")
     p.add_argument("--no-postprocess", action="store_true", help="plain cosine ranking, ignore inference.postprocess")
     add_embed_args(p)
+    add_json_arg(p, "the summary and metrics")
     p.set_defaults(func=run)
 
 
@@ -92,14 +93,23 @@ def run(args: argparse.Namespace) -> int:
         train=train, train_labels=train_labels,
     )
     write_ranking_result(args.out, query.ids, ranking, index_ids)
+    metrics = {}
+    if index_labels is not None and query.has_labels and all(lab is not None for lab in index_labels):
+        metrics = retrieval_metrics(query.ids, query.labels, index_ids, index_labels, ranking.indices,
+                                    exclude_self=exclude_self, registry=reg)
+    if args.json:
+        from zoo.cli._output import print_json
+
+        print_json({"queries": len(query.ids), "index_images": len(index_ids), "k": args.k,
+                    "exclude_self": exclude_self, "postprocess": [type(pp).__name__ for pp in chain],
+                    "out": args.out, "skipped": len(query.skipped), "metrics": metrics})
+        return 0
     print(f"retrieved top {args.k} of {len(index_ids)} index images for {len(query.ids)} queries"
           f"{' (each query itself left out)' if exclude_self else ''}"
           f"{', post-processing: ' + ', '.join(type(pp).__name__ for pp in chain) if chain else ''} -> {args.out}")
     if query.skipped:
         print(f"skipped {len(query.skipped)} unreadable query images (no row in the CSV)")
-    if index_labels is not None and query.has_labels and all(lab is not None for lab in index_labels):
-        metrics = retrieval_metrics(query.ids, query.labels, index_ids, index_labels, ranking.indices,
-                                    exclude_self=exclude_self, registry=reg)
+    if metrics:
         print_table([[k, f"{v:.4f}"] for k, v in metrics.items()], ["metric", "value"])
     else:
         print("(no metrics: query and index images need labels - a CSV label column, an image-folder tree "

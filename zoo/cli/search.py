@@ -27,6 +27,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=int, default=16384, help="queries per search call (default: 16384)")
     p.add_argument("--cpu", action="store_true", help="search on the CPU even when faiss-gpu and CUDA exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of text")
     p.set_defaults(func=run)
 
 
@@ -51,5 +52,10 @@ def run(args: argparse.Namespace) -> int:
             yield qids, scores, rows
 
     n = write_neighbours_csv(args.out, batches(), bundle.ids)
+    if args.json:
+        from zoo.cli._output import print_json
+
+        print_json({"queries": n, "vectors": bundle.index.ntotal, "k": args.k, "out": args.out})
+        return 0
     print(f"searched {n} queries in {bundle.index.ntotal} vectors (top {args.k}) -> {args.out}")
     return 0

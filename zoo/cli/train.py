@@ -45,6 +45,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
     p.add_argument("--workers", type=int, default=None, help="data-loader workers per process (train.workers)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the result (steps, last metrics, weights) as JSON")
     p.set_defaults(func=run)
 
 
@@ -96,7 +97,13 @@ def run(args: argparse.Namespace) -> int:
         ).fit()
     finally:
         shutdown_distributed()
-    if ctx.is_main:
+    if ctx.is_main and args.json:
+        from zoo.cli._output import print_json
+
+        print_json({"recipe": cfg.name, "out": out, "steps": result.global_step,
+                    "last": result.history[-1] if result.history else {}, "weights": result.weights,
+                    "skipped": len(result.skipped)})
+    elif ctx.is_main:
         last = result.history[-1] if result.history else {}
         summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
         print(f"trained {cfg.name}: {result.global_step} optimizer steps; {summary}")
