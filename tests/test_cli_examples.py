@@ -45,7 +45,7 @@ TINY_GUIE = ["+model.backbone.vision_cfg={image_size: 64, patch_size: 16, width:
 EXTRA = {
     "zoo train default-finetune": ["train.epochs=1", "train.batch_size=4", "train.image_size=64"],
     "zoo train glr2021-top100-effnet-b0": ["--no-pretrained", "train.stages.0.image_size=64",
-                                           "train.stages.0.batch_size=4"],
+                                           "train.stages.0.batch_size=4", "train.amp=off"],  # fp16 on a CPU: slow
     "zoo index emb/ --out index-ivfpq/": ["--nlist", "2", "--m", "8", "--nbits", "4"],
     "zoo export guie2022-2nd-vith14-64d": TINY_GUIE,
 }
