@@ -205,5 +205,5 @@ def test_recipe_inference_section_drives_recognize(tmp_path, capsys):
     # a ranking post-processor is refused by recognize, naming the right command
     bad = "+inference={postprocess: [{type: knn-retrieval}]}"
     assert main(["recognize", "default", "-o", bad, "--train", str(tr), "--train-labels", str(tr_labels),
-                 "--test", str(te), "--out", str(out)]) == 2
+                 "--test", str(te), "--out", str(out)]) == 1  # a user error
     assert "zoo retrieve" in capsys.readouterr().err

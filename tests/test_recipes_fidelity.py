@@ -330,7 +330,7 @@ def test_guie_lr_of_every_step_and_horizon(name, n_epochs, frozen_last, tmp_path
 def test_guie_flip_tta_is_on_in_inference(registry):
     import argparse
 
-    from zoo.inference.options import add_embed_args, add_model_args, flip_tta_from_args
+    from zoo.cli._options import add_embed_args, add_model_args, flip_tta_from_args
 
     assert zoo.get_recipe("guie2022-2nd-vith14-64d", registry=registry).inference.flip_tta is True
     p = argparse.ArgumentParser()

@@ -31,9 +31,10 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
     from torch import nn
 
-__version__ = "0.1.0"
+DISTRIBUTION = "instance-zoo"
 
 __all__ = [
+    "__version__",
     "DuplicateComponentError",
     "Registry",
     "UnknownComponentError",
@@ -71,3 +72,32 @@ def create_model(
     return _create(
         recipe, pretrained=pretrained, checkpoint=checkpoint, overrides=overrides, registry=registry
     )
+
+
+def __getattr__(name: str) -> Any:
+    """``zoo.__version__``, read (once) from the installed distribution's metadata."""
+    if name == "__version__":
+        version = _read_version()
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module 'zoo' has no attribute '{name}'")
+
+
+def _read_version() -> str:
+    """The installed ``instance-zoo`` version; in a source checkout that is not installed, the
+    ``version`` of its ``pyproject.toml`` (``+source``), else ``0+unknown``."""
+    import importlib.metadata as md
+    import re
+    from pathlib import Path
+
+    try:
+        return md.version(DISTRIBUTION)
+    except md.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    try:
+        match = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"), re.MULTILINE)
+    except OSError:
+        match = None
+    return f"{match.group(1)}+source" if match else "0+unknown"
+

@@ -32,6 +32,7 @@ from torch import nn
 
 from zoo.registry import ZooError
 from zoo_backbones.library_pretrained import create_timm_model
+from zoo_backbones.named import NAMED_BACKBONES
 
 OUTPUT_FORMATS = ("NCHW", "NC")
 
@@ -87,21 +88,6 @@ class TimmBackbone(nn.Module):
 def create_timm_backbone(name: str, pretrained: bool = False, **kwargs: Any) -> TimmBackbone:
     """Any timm model (``name`` incl. pretrained tag) as an NCHW feature extractor (all seeds)."""
     return TimmBackbone(name, pretrained=pretrained, **kwargs)
-
-
-#: registry name -> what it is and which seed system uses it
-NAMED_BACKBONES: dict[str, str] = {
-    "tf_efficientnet_b0.aa_in1k": "EfficientNet-B0, AutoAugment weights (GLR2021 top-100)",
-    **{
-        f"tf_efficientnet_b{i}.ns_jft_in1k": f"EfficientNet-B{i}, Noisy-Student JFT weights (GLR2020 3rd / GLR2021 1st)"
-        for i in range(8)
-    },
-    "resnest101e": "ResNeSt-101 (= pip resnest101; GLR2020 3rd place)",
-    "rexnet_200": "ReXNet 2.0x (= clovaai ReXNetV1 width 2.0 by position; GLR2020 3rd place)",
-    "legacy_xception": "Xception, pretrainedmodels layout (GLR2019)",
-    **{f"tf_efficientnet_lite{i}": f"EfficientNet-Lite{i} (real offline ImageNet weights)" for i in range(3)},
-    "mobilenetv2_100": "MobileNetV2 1.0 (real offline ImageNet weights)",
-}
 
 
 def named_factory(name: str) -> Callable[..., TimmBackbone]:

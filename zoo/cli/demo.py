@@ -1,8 +1,9 @@
 """Embed real photos with a recipe, search them, print metrics and write an HTML results page.
 
-    zoo demo                                   # default recipe (real ImageNet weights), default photos
-    zoo demo --images photos/ --out demo/      # any image folder or CSV (labels -> metrics)
-    zoo demo --recipe default -o model.backbone.name=mobilenetv2_100
+Examples:
+  zoo demo                                   # default recipe (real ImageNet weights), default photos
+  zoo demo --images photos/ --out demo/      # any image folder or CSV (labels -> metrics)
+  zoo demo --recipe default model.backbone.name=mobilenetv2_100
 
 Default photos: ../shared/data/instance-eval (next to the current folder or the repository), whose
 labels.csv gives the instance of every photo: each photo queries all the others and the demo
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.inference.options import add_embed_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_override_args
 
 COMMAND = "demo"
 HELP = "embed + search real photos with a recipe; metrics table and an HTML page of results"
@@ -32,11 +33,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="zoo .safetensors checkpoint (else the recipe's default weights)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                    help="load the recipe's default weights (default: yes unless --checkpoint is given)")
-    p.add_argument("-o", "--override", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="recipe override (repeatable)")
+    add_override_args(p)
     p.add_argument("--table-rows", type=int, default=10, help="queries printed in the search table (default: 10)")
     p.add_argument("--max-html-queries", type=int, default=500, help="queries on the HTML page (default: 500)")
     add_embed_args(p, image_size=False)
+    add_json_arg(p, "the summary and metrics")
     p.set_defaults(func=run)
 
 
@@ -48,10 +49,19 @@ def _short(image_id: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from zoo.cli._output import print_table
     from zoo.inference.demo import demo_records, run_demo
-    from zoo.inference.options import embed_options_from_args, model_from_args
+    from zoo.cli._options import embed_options_from_args, model_from_args
 
     source, records = demo_records(args.images)
     model, meta = model_from_args(args)
+    if args.json:
+        from zoo.cli._output import print_json
+
+        result = run_demo(model, records, args.out, source=source, k=args.k, options=embed_options_from_args(args),
+                          meta=meta, max_html_queries=args.max_html_queries)
+        print_json({"recipe": args.recipe, "pretrained": meta["pretrained"], "source": source, "images": len(records),
+                    "metrics": result.metrics, "page": result.page,
+                    "skipped": [{"id": s.id, "error": s.error} for s in result.skipped]})
+        return 0
     print(f"zoo demo: recipe '{args.recipe}'{' (pretrained)' if meta['pretrained'] else ''}, "
           f"{len(records)} images from {source}")
     result = run_demo(model, records, args.out, source=source, k=args.k,

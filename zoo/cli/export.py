@@ -7,9 +7,10 @@ manifest (``--random-init`` for an untrained smoke export). The export preproces
 photos of different aspect ratios (TorchScript is the GUIE submission format; GUIE recipes must give
 <= 64-d descriptors).
 
+Examples:
   zoo export default --format torchscript --out default.pt
-  zoo export guie2022-2nd-vith14-64d --checkpoint guie.safetensors --format torchscript --out submission.pt
   zoo export default --format onnx --out default.onnx
+  zoo export guie2022-2nd-vith14-64d --checkpoint guie.safetensors --format torchscript --out submission.pt
   zoo export runs/ft --format torchscript --out ft.pt          # a run folder of zoo train
 """
 
@@ -22,20 +23,21 @@ HELP = "export a recipe to TorchScript or ONNX (uint8 images -> L2-normalised de
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from zoo.export import FORMATS
+    from zoo.cli._options import add_override_args, choice_of
 
     p.add_argument("recipe", nargs="?", default=None,
                    help="recipe name (see: zoo recipes) or a run folder of zoo train (optional with --checkpoint)")
     p.add_argument("--checkpoint", default=None,
                    help="zoo .safetensors checkpoint or run folder (default: the manifest's weights)")
-    p.add_argument("--format", dest="fmt", choices=FORMATS, default="torchscript", help="default: torchscript")
+    p.add_argument("--format", dest="fmt", type=choice_of("zoo.export:FORMATS"), default="torchscript",
+                   help="torchscript or onnx (default: torchscript)")
     p.add_argument("--out", required=True, help="output file (written atomically after the parity check)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="recipe override (repeatable)")
+    add_override_args(p)
     p.add_argument("--image-size", type=int, default=None, help="network input size (default: the recipe's)")
     p.add_argument("--max-dim", type=int, default=None, help="refuse descriptors wider than this (GUIE recipes: 64)")
     p.add_argument("--photos", nargs="+", default=None, help="photos for the parity check (default: skimage/sklearn samples)")
     p.add_argument("--random-init", action="store_true", help="no weights at all (smoke exports only)")
+    p.add_argument("--json", action="store_true", help="print the result (path, format, dim, parity) as JSON")
     p.set_defaults(func=run)
 
 
@@ -57,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
         max_dim=args.max_dim,
         photos=args.photos,
     )
+    if args.json:
+        from dataclasses import asdict
+
+        from zoo.cli._output import print_json
+
+        print_json({**asdict(result), "parity_ok": result.parity.ok})
+        return 0
     inputs = "; ".join(dc.describe() for dc in result.data_configs)
     print(f"wrote {result.path} ({result.format}, uint8 Bx3xHxW -> {result.embedding_dim}-d; input: {inputs})")
     if result.embed_parity is not None:

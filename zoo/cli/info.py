@@ -1,5 +1,11 @@
 """Show a recipe's resolved config (after ``extends`` and overrides), its training stage table and its
-override keys."""
+override keys.
+
+Examples:
+  zoo info default
+  zoo info default-finetune train.epochs=3 model.pooling.type=avg
+  zoo info glr2020-3rd-effnet-b5 --keys
+"""
 
 from __future__ import annotations
 
@@ -17,9 +23,12 @@ STAGE_COLUMNS = (
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="recipe name (see: zoo recipes)")
-    p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. model.head.num_classes=10")
+    from zoo.cli._options import add_json_arg, add_override_args
+
+    p.add_argument("recipe", help="recipe name (see: zoo recipes) or a recipe YAML file")
+    add_override_args(p)
     p.add_argument("--keys", action="store_true", help="print only the override keys")
+    add_json_arg(p, '{"name", "config" (resolved), "keys"}')
     p.set_defaults(func=run)
 
 
@@ -83,6 +92,15 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = get_recipe(args.recipe, args.overrides)
     keys = flat_keys(cfg)
+    if args.json:
+        from zoo.cli._output import print_json
+
+        from zoo.train.config import resolve_plan
+
+        has_plan = cfg.get("train") is not None and cfg.get("ensemble") is None
+        print_json({"name": cfg.name, "config": OmegaConf.to_container(cfg, resolve=True),
+                    "train_plan": resolve_plan(cfg).to_dict() if has_plan else None, "keys": keys})
+        return 0
     if not args.keys:
         print(OmegaConf.to_yaml(cfg, resolve=True).rstrip())
         print_stage_table(cfg)

@@ -1,7 +1,8 @@
 """Recognition (Kaggle GLR, GAP): a label and a confidence per test image from a labelled train set.
 
-    zoo recognize RECIPE --train train.csv --test test.csv --out submission.csv
-    zoo recognize RECIPE --train train_emb/ --test test/ --non-landmark nonlandmark/ --out sub.csv
+Examples:
+  zoo recognize default --train train/ --test test/ --out submission.csv
+  zoo recognize default --train train_emb/ --test test_emb/ --out submission-emb.csv
 
 --train and --test take image folders/CSVs (embedded into --work, resumable) or `zoo embed` folders.
 The recipe's `inference.postprocess` post-processors run in order (kNN + head fusion, Henkel &
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.inference.options import add_embed_args, add_model_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_model_args
 
 COMMAND = "recognize"
 HELP = "landmark recognition of test images against a labelled train set; Kaggle CSV (id,landmarks)"
@@ -34,6 +35,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", default=None, help="folder for embeddings of image inputs (default: zoo-work/RECIPE)")
     p.add_argument("--no-postprocess", action="store_true", help="nearest-neighbour label, ignore inference.postprocess")
     add_embed_args(p)
+    add_json_arg(p, "the summary and GAP")
     p.set_defaults(func=run)
 
 
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from zoo.data.images import list_images
     from zoo.data.labels import LabelMap
     from zoo.inference.embed import Embedder, embed_records
-    from zoo.inference.options import embed_options_from_args, model_from_args, preprocesses_from_args
+    from zoo.cli._options import embed_options_from_args, model_from_args, preprocesses_from_args
     from zoo.inference.pipeline import (
         LazyImages,
         PipelineError,
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         needs_images,
         recognize,
     )
-    from zoo.inference.sources import EmbeddedSet, is_embeddings_folder, load_set
+    from zoo.cli._sources import EmbeddedSet, is_embeddings_folder, load_set
     from zoo.inference.submission import write_recognition_result
     from zoo.plugins import get_registry
     from zoo.postprocess import NON_LANDMARK
@@ -110,16 +112,25 @@ def run(args: argparse.Namespace) -> int:
     )
     write_recognition_result(args.out, test.ids, result, label_map.names)
     n_landmark = int(result.is_landmark.sum())
+    metrics = {}
+    if any(lab is not None for lab in test.labels):
+        truth = label_map.encode(test.labels, unknown=NON_LANDMARK)
+        metrics = {name: float(reg.create("metric", name)(result.labels, result.confidences, truth))
+                   for name in ("gap", "gap_landmarks_only")}
+    if args.json:
+        from zoo.cli._output import print_json
+
+        print_json({"test_images": len(test.ids), "train_images": len(train.ids), "classes": len(label_map),
+                    "landmark_predictions": n_landmark, "postprocess": [type(pp).__name__ for pp in chain],
+                    "out": args.out, "skipped": len(test.skipped), "metrics": metrics})
+        return 0
     print(f"recognised {len(test.ids)} test images against {len(train.ids)} train images "
           f"({len(label_map)} classes); {n_landmark} landmark predictions"
           f"{', post-processing: ' + ', '.join(type(pp).__name__ for pp in chain) if chain else ''} -> {args.out}")
     if test.skipped:
         print(f"skipped {len(test.skipped)} unreadable test images (no row in the CSV)")
-    if any(lab is not None for lab in test.labels):
-        truth = label_map.encode(test.labels, unknown=NON_LANDMARK)
-        rows = [[name, f"{float(reg.create('metric', name)(result.labels, result.confidences, truth)):.4f}"]
-                for name in ("gap", "gap_landmarks_only")]
-        print_table(rows, ["metric", "value"])
+    if metrics:
+        print_table([[name, f"{value:.4f}"] for name, value in metrics.items()], ["metric", "value"])
     return 0
 
 

@@ -1,12 +1,14 @@
 """Retrieval: rank the index images for every query (top 100), write the Kaggle retrieval CSV.
 
-    zoo retrieve RECIPE --index index.csv --query test.csv --out submission.csv
-    zoo retrieve RECIPE --index index_dir/ --query query_emb/ --train train.csv   # re-ranking post-processors
-    zoo retrieve default --index ../shared/data/instance-eval --query ../shared/data/instance-eval --out sub.csv
+Examples:
+  zoo retrieve default --index train/ --query test/ --out retrieval.csv
+  zoo retrieve default --index index/ --query test_emb/ --out retrieval-index.csv
+  zoo retrieve default --index ../shared/data/instance-eval/labels.csv --query ../shared/data/instance-eval/labels.csv --out sub.csv
 
 --index and --query take image folders/CSVs (embedded into --work, resumable), `zoo embed` folders,
 or (--index only) a `zoo index` folder (e.g. IVF-PQ for millions of images). The recipe's
-`inference.postprocess` post-processors run in order (e.g. GLR2021 re-ranking with --train labels).
+`inference.postprocess` post-processors run in order (e.g. GLR2021 re-ranking with --train labels:
+`zoo retrieve glr2021-1st-retrieval-ensemble ... --train train.csv`).
 When query and index are the same images each query's own image is left out. When both sides
 have labels (a CSV label column or an image-folder tree, or --labels), mAP@100 / R@1 / mP@5 are
 printed, computed by the same registered metrics as `zoo evaluate`.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.inference.options import add_embed_args, add_model_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_model_args
 
 COMMAND = "retrieve"
 HELP = "top-k retrieval of queries in an index set; Kaggle retrieval CSV (id,images)"
@@ -36,6 +38,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", default=None, help="folder for embeddings of image inputs (default: zoo-work/RECIPE)")
     p.add_argument("--no-postprocess", action="store_true", help="plain cosine ranking, ignore inference.postprocess")
     add_embed_args(p)
+    add_json_arg(p, "the summary and metrics")
     p.set_defaults(func=run)
 
 
@@ -43,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from zoo.cli._output import print_table
     from zoo.data.labels import LabelMap
     from zoo.inference.index import IndexBundle, set_nprobe, to_gpu
-    from zoo.inference.options import embed_options_from_args, preprocesses_from_args
+    from zoo.cli._options import embed_options_from_args, preprocesses_from_args
     from zoo.inference.pipeline import build_postprocessors, inference_config, model_dims_of, retrieve
     from zoo.inference.retrieval import retrieval_metrics
-    from zoo.inference.sources import is_embeddings_folder, is_index_folder, load_set
+    from zoo.cli._sources import is_embeddings_folder, is_index_folder, load_set
     from zoo.inference.submission import write_ranking_result
     from zoo.plugins import get_registry
     from zoo.postprocess import NON_LANDMARK
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     )
     model, meta, pre = None, {"recipe": args.recipe}, None
     if needs_model:
-        from zoo.inference.options import model_from_args
+        from zoo.cli._options import model_from_args
 
         model, meta = model_from_args(args)
         pre = preprocesses_from_args(model, args)
@@ -92,13 +95,25 @@ def run(args: argparse.Namespace) -> int:
         train=train, train_labels=train_labels,
     )
     write_ranking_result(args.out, query.ids, ranking, index_ids)
+    metrics = {}
+    if index_labels is not None and query.has_labels and all(lab is not None for lab in index_labels):
+        metrics = retrieval_metrics(query.ids, query.labels, index_ids, index_labels, ranking.indices,
+                                    exclude_self=exclude_self, registry=reg)
+    if args.json:
+        from zoo.cli._output import print_json
+
+        print_json({"queries": len(query.ids), "index_images": len(index_ids), "k": args.k,
+                    "exclude_self": exclude_self, "postprocess": [type(pp).__name__ for pp in chain],
+                    "out": args.out, "skipped": len(query.skipped), "metrics": metrics})
+        return 0
     print(f"retrieved top {args.k} of {len(index_ids)} index images for {len(query.ids)} queries"
           f"{' (each query itself left out)' if exclude_self else ''}"
           f"{', post-processing: ' + ', '.join(type(pp).__name__ for pp in chain) if chain else ''} -> {args.out}")
     if query.skipped:
         print(f"skipped {len(query.skipped)} unreadable query images (no row in the CSV)")
-    if index_labels is not None and query.has_labels and all(lab is not None for lab in index_labels):
-        metrics = retrieval_metrics(query.ids, query.labels, index_ids, index_labels, ranking.indices,
-                                    exclude_self=exclude_self, registry=reg)
+    if metrics:
         print_table([[k, f"{v:.4f}"] for k, v in metrics.items()], ["metric", "value"])
+    else:
+        print("(no metrics: query and index images need labels - a CSV label column, an image-folder tree "
+              "or --labels CSV)")
     return 0

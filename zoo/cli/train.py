@@ -1,23 +1,24 @@
-"""Train a recipe: ``zoo train RECIPE --data TRAIN.csv --images DIR [--val VAL.csv] [OVERRIDES...]``.
+"""Train a recipe: ``zoo train RECIPE --data TRAIN.csv --images DIR [--val VAL.csv] [KEY=VALUE ...]``.
 
 Runs every stage of the recipe's ``train:`` section (see ``zoo info RECIPE``). Data: a CSV with
 ``id,landmark_id`` (GLDv2 style; ``path``/``label``/``instance`` columns work too) whose ids are found
 under ``--images``, or an image-folder tree (one sub-folder per class). Stages that train on another
-subset name it (``data: full``) and get it with ``--data full=PATH``.
+subset name it (``data: full``) and get it with ``--data full=PATH``. Recipe overrides (``KEY=VALUE``,
+or ``-o KEY=VALUE``) may stand anywhere on the line.
 
 Validation: without ``--val``, a recipe with a ``train.split`` (e.g. GLR2020 3rd place's fold rule)
 holds its validation rows out of ``--data`` itself and validates on them every epoch; ``--val``
 replaces the rule, ``--no-split`` trains on every row without validation.
 
-Multi-GPU: ``torchrun --nproc_per_node=8 -m zoo train RECIPE ...`` (NCCL; gloo on CPU); batch sizes
+Multi-GPU: ``torchrun --nproc-per-node 8 -m zoo train RECIPE ...`` (NCCL; gloo on CPU); batch sizes
 are per process and the recipe's ``world_size`` says how many processes it was trained with.
 ImageNet initialisation is on unless ``--no-pretrained``. ``--resume`` continues a run from
 OUT/resume.safetensors (written every epoch and every ``train.checkpoint_every_steps``) and refuses a
 changed configuration; a folder that holds a run is never overwritten unless ``--overwrite``.
 
 Examples:
+  zoo train default-finetune --data train.csv --images train/ --out runs/ft train.epochs=3 --device cpu
   zoo train glr2021-top100-effnet-b0 --data train.csv --images train/ --val val.csv --out runs/b0
-  zoo train default-finetune --data train.csv --images imgs/ --out runs/ft train.epochs=3 --device cpu
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ log = logging.getLogger("zoo.train")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    from zoo.cli._options import add_override_args
+
     p.add_argument("recipe", help="recipe name (zoo recipes) or a recipe YAML file")
-    p.add_argument("overrides", nargs="*", help="recipe overrides key=value, e.g. train.lr=1e-4 train.epochs=3")
+    add_override_args(p)
     p.add_argument("--data", action="append", required=True, metavar="[KEY=]PATH",
                    help="training CSV or image folder; repeat as KEY=PATH for stages with data: KEY (default key: train)")
     p.add_argument("--images", default=None, help="folder the CSV ids are found under (default: the CSV's folder)")
@@ -53,6 +56,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
     p.add_argument("--workers", type=int, default=None, help="data-loader workers per process (train.workers)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the result (steps, last metrics, weights) as JSON")
     p.set_defaults(func=run)
 
 
@@ -71,29 +75,6 @@ def _parse_data(items: list[str], images: str | None) -> dict[str, tuple[str, st
     return out
 
 
-def load_recipe(name: str, overrides: list[str]):
-    """A registered recipe name, or a YAML file whose ``extends`` names registered recipes."""
-    from omegaconf import OmegaConf
-
-    from zoo.plugins import get_registry
-    from zoo.recipes import apply_overrides, check_components, get_recipe
-
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        reg = get_registry()
-        cfg = OmegaConf.load(path)
-        base = cfg.pop("extends", None)
-        if base:
-            bases = [base] if isinstance(base, str) else list(base)
-            cfg = OmegaConf.merge(*[get_recipe(b, registry=reg) for b in bases], cfg)
-        OmegaConf.set_struct(cfg, False)
-        cfg.name = path.stem
-        cfg = apply_overrides(cfg, overrides, what=str(path))
-        check_components(cfg, reg)
-        return cfg
-    return get_recipe(name, overrides)
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -105,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     if args.workers is not None:
-        overrides.append(f"train.workers={args.workers}")
-    cfg = load_recipe(args.recipe, overrides)
+        overrides.append(f"+train.workers={args.workers}")  # '+': also for recipes that leave it unset
+    from zoo.recipes import get_recipe
+
+    cfg = get_recipe(args.recipe, overrides)
     if (args.val or args.no_split) and cfg.get("train") is not None and cfg.train.get("split") is not None:
         cfg.train.split = None  # --val / --no-split replace the recipe's hold-out rule (recorded in config.json)
     out = Path(args.out or Path("runs") / str(cfg.name))
@@ -127,7 +110,13 @@ def run(args: argparse.Namespace) -> int:
         ).fit()
     finally:
         shutdown_distributed()
-    if ctx.is_main:
+    if ctx.is_main and args.json:
+        from zoo.cli._output import print_json
+
+        print_json({"recipe": cfg.name, "out": out, "steps": result.global_step,
+                    "last": result.history[-1] if result.history else {}, "weights": result.weights,
+                    "skipped": len(result.skipped)})
+    elif ctx.is_main:
         last = result.history[-1] if result.history else {}
         summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
         print(f"trained {cfg.name}: {result.global_step} optimizer steps; {summary}")

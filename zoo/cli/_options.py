@@ -1,18 +1,64 @@
-"""Command-line options shared by the inference commands (embed, recognize, retrieve, demo).
+"""Command-line options shared by the commands (recipe overrides, model, embedding, verbosity).
 
-``add_model_args`` / ``add_embed_args`` configure a parser; ``model_from_args`` /
-``embed_options_from_args`` / ``preprocesses_from_args`` turn the parsed namespace into objects.
+``add_override_args`` / ``add_model_args`` / ``add_embed_args`` / ``add_verbosity_args`` configure a
+parser; ``model_from_args`` / ``embed_options_from_args`` / ``preprocesses_from_args`` turn the parsed
+namespace into objects. Configuring a parser imports nothing heavy (torch and the model code are
+imported by the ``*_from_args`` functions, when a command runs).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any, Callable
 
-from torch import nn
+from zoo.cli._parser import OVERRIDES_DEST
 
-from zoo.inference.embed import AMP_MODES, EmbedOptions
-from zoo.data.config import DataConfig, model_data_configs, with_input_size
+if TYPE_CHECKING:
+    from torch import nn
+
+    from zoo.data.config import DataConfig
+    from zoo.inference.embed import EmbedOptions
+
+
+
+def choice_of(ref: str) -> Callable[[str], str]:
+    """An argparse ``type`` accepting the values of the tuple ``"module:NAME"``, imported when a value
+    is parsed (``choices=`` would import the module - and torch - for ``--help``)."""
+    module, _, name = ref.partition(":")
+
+    def check(text: str) -> str:
+        values = getattr(importlib.import_module(module), name)
+        if text not in values:
+            raise argparse.ArgumentTypeError(f"invalid choice: '{text}' (choose from {', '.join(values)})")
+        return text
+
+    check.__name__ = name.lower()
+    return check
+
+
+def add_override_args(p: argparse.ArgumentParser) -> None:
+    """Recipe overrides: ``-o KEY=VALUE`` (aliases ``--override``, ``--set``) or a bare ``KEY=VALUE``
+    anywhere on the line (see :mod:`zoo.cli._parser`)."""
+    p.add_argument(
+        "-o", "--override", "--set", dest=OVERRIDES_DEST, action="append", default=[], metavar="KEY=VALUE",
+        help="recipe override, repeatable; a bare KEY=VALUE anywhere on the line is the same "
+             "(e.g. train.epochs=3 or -o model.backbone.name=mobilenetv2_035; keys: zoo info RECIPE --keys)",
+    )
+
+
+def add_json_arg(p: argparse.ArgumentParser, what: str = "the summary") -> None:
+    """``--json``: print one JSON object (``what``) on stdout instead of text; logs stay on stderr."""
+    p.add_argument("--json", action="store_true", help=f"print {what} as one JSON object instead of text")
+
+
+def add_verbosity_args(p: argparse.ArgumentParser, *, dest_prefix: str = "") -> None:
+    """``-v`` (info; ``-vv`` debug) and ``-q`` (errors only, no progress bars)."""
+    extra = {"default": argparse.SUPPRESS} if dest_prefix else {"default": 0}
+    p.add_argument("-v", "--verbose", dest=f"{dest_prefix}verbose", action="count",
+                   help="more output: -v progress details, -vv debug logging and full tracebacks", **extra)
+    p.add_argument("-q", "--quiet", dest=f"{dest_prefix}quiet", action="count",
+                   help="less output: errors only, no progress bars", **extra)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -25,8 +71,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "--pretrained", dest="pretrained", action=argparse.BooleanOptionalAction, default=None,
         help="load the recipe's default weights from the manifest (default: yes unless --checkpoint is given)",
     )
-    p.add_argument("-o", "--override", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="recipe override (repeatable), e.g. -o model.backbone.name=mobilenetv2_035")
+    add_override_args(p)
 
 
 def add_embed_args(p: argparse.ArgumentParser, *, image_size: bool = True) -> None:
@@ -38,7 +83,8 @@ def add_embed_args(p: argparse.ArgumentParser, *, image_size: bool = True) -> No
                         "on for GUIE 2022, else off)")
     g.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
     g.add_argument("--workers", type=int, default=None, help="decoding workers (default: CUDA cores - 1, at most 8; CPU cores // 8)")
-    g.add_argument("--amp", choices=AMP_MODES, default="auto", help="autocast: auto = bf16/fp16 on CUDA, off on CPU")
+    g.add_argument("--amp", type=choice_of("zoo.inference.embed:AMP_MODES"), default="auto",
+                   help="autocast: auto (bf16/fp16 on CUDA, off on CPU), off, bf16 or fp16 (default: auto)")
     g.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when available), cpu, cuda, cuda:1, ...")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -62,6 +108,8 @@ def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]
 
 
 def preprocesses_from_args(model: nn.Module, args: argparse.Namespace) -> list[DataConfig]:
+    from zoo.data.config import model_data_configs, with_input_size
+
     return with_input_size(model_data_configs(model), getattr(args, "image_size", None))
 
 
@@ -81,6 +129,8 @@ def flip_tta_from_args(args: argparse.Namespace) -> bool:
 
 
 def embed_options_from_args(args: argparse.Namespace, **extra: Any) -> EmbedOptions:
+    from zoo.inference.embed import EmbedOptions
+
     return EmbedOptions(
         batch_size=args.batch_size,
         num_workers=args.workers,

@@ -4,14 +4,19 @@
 
 * an **index folder** (``index.json``, from ``zoo index``) - gallery side only;
 * an **embeddings folder** (``manifest.json``, from ``zoo embed``);
-* an **image folder or CSV** - embedded with the command's recipe into ``WORK/<name>/`` (a
-  resumable shard folder, so a second run reuses it).
+* an **image folder or CSV** - embedded with the command's recipe into ``WORK/<name>-<images>-<key>/``
+  (a resumable shard folder, so a second run with the same images and model reuses it; other images
+  or another model - recipe, checkpoint, overrides - get their own folder).
 
-Labels come from the CSV (``landmark_id``/``label``/``instance`` column) or the image-folder tree.
+Labels come from the CSV (``landmark_id``/``label``/``instance`` column) or the image-folder tree;
+an embeddings folder written by ``zoo embed`` records where its images came from
+(:func:`source_meta`), and its labels are read back from there (or from ``--labels``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +81,9 @@ def load_set(
     source = Path(source)
     label_map = _labels_csv(labels) if labels else {}
     if is_embeddings_folder(source):
-        ids, emb = EmbeddingStore(source).load()
+        store = EmbeddingStore(source)
+        ids, emb = store.load()
+        label_map = label_map or recorded_labels(store.manifest, source)
         return EmbeddedSet(ids, emb, [label_map.get(i) for i in ids] if label_map else [])
     if is_index_folder(source):
         raise SourceError(f"{source} is an index folder; it can only be the gallery (--index) side")
@@ -85,7 +92,8 @@ def load_set(
     if model is None:
         raise SourceError(f"{source} holds images; a recipe is needed to embed them")
     records = list_images(source, image_root)
-    folder = Path(work) / name
+    meta = {**(meta or {}), **source_meta(source, image_root)}
+    folder = Path(work) / work_folder_name(name, source, meta)
     report = embed_to_folder(model, records, folder, options=options, preprocesses=preprocesses, meta=meta)
     store = EmbeddingStore(folder)
     ids, emb = store.load()
@@ -98,3 +106,27 @@ def _labels_csv(path: str | Path) -> dict[str, str]:
     """``id -> label`` from a CSV with an id/path column and a label column."""
     recs = list_images(path, Path(path).parent)
     return {r.id: r.label for r in recs if r.label is not None}
+
+
+def source_meta(images: str | Path, image_root: str | Path | None) -> dict[str, str | None]:
+    """What an embeddings manifest records about its images: the CSV/folder and the CSV's image root."""
+    return {"images": str(Path(images).resolve()),
+            "image_root": str(Path(image_root).resolve()) if image_root is not None else None}
+
+
+def work_folder_name(name: str, source: str | Path, meta: dict[str, Any]) -> str:
+    """``<name>-<images>-<8 hex>``: one work folder per (images, model) pair."""
+    key = json.dumps(meta, sort_keys=True, default=str)
+    return f"{name}-{Path(source).stem or 'images'}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def recorded_labels(manifest: dict[str, Any], folder: str | Path) -> dict[str, str]:
+    """``id -> label`` of the images an embeddings folder was made from (empty when unknown or gone)."""
+    images = manifest.get("images")
+    if not images:
+        return {}
+    if not Path(images).exists():
+        log.info("%s: its images %s are gone; no labels (give --labels CSV)", folder, images)
+        return {}
+    return {r.id: r.label for r in list_images(images, manifest.get("image_root")) if r.label is not None}
+
