@@ -6,11 +6,11 @@ rule (e.g. the default's long side -> 384 keeping the aspect ratio), PIL's antia
 reproduced pixel for pixel (:mod:`zoo.data.resample`), its mean/std; then it returns the L2-normalised
 descriptor ``B x D`` (ensembles: each member at its own input, fused by the recipe's combiner).
 
-Nothing is written before two checks on real photos of different aspect ratios pass (the scikit-image
-and scikit-learn sample photos unless others are given):
+Nothing is written unless these checks pass on real photos of different aspect ratios (the
+scikit-image and scikit-learn sample photos unless others are given):
 
-* **embed parity**: the eager export module on the whole photo equals what ``zoo embed`` stores for the
-  photo file (cosine >= :data:`EMBED_MIN_COSINE`);
+* **embed parity**: the eager export module, then the written file, on each whole photo equal what
+  ``zoo embed`` stores for the photo file (cosine >= :data:`EMBED_MIN_COSINE`);
 * **conversion parity**: the TorchScript / ONNX file, re-loaded, equals the eager module
   (cosine >= :data:`PARITY_MIN_COSINE`, max |diff| <= :data:`PARITY_MAX_ABS`).
 
@@ -68,9 +68,6 @@ class ImageEmbedder(nn.Module):
         if len(self.data_configs) != expected:
             raise ExportError(f"{len(self.data_configs)} data configs for {expected} model inputs")
         self.resizers = nn.ModuleList(ResizeUint8(dc) for dc in self.data_configs)
-        for i, dc in enumerate(self.data_configs):
-            self.register_buffer(f"mean{i}", torch.tensor([v * 255.0 for v in dc.mean]).view(1, 3, 1, 1))
-            self.register_buffer(f"std{i}", torch.tensor([v * 255.0 for v in dc.std]).view(1, 3, 1, 1))
 
     @property
     def image_size(self) -> int:
@@ -78,11 +75,7 @@ class ImageEmbedder(nn.Module):
 
     def inputs(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The normalised network input of every model input (what ``zoo embed`` feeds the model)."""
-        out = []
-        for i, resize in enumerate(self.resizers):
-            x = resize(images)
-            out.append((x - getattr(self, f"mean{i}")) / getattr(self, f"std{i}"))
-        return out
+        return [dc.normalize(resize(images), channels_last=False) for dc, resize in zip(self.data_configs, self.resizers)]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         xs = self.inputs(images)

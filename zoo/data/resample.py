@@ -151,14 +151,16 @@ class ResizeUint8(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h, w, rh, rw, top, left, oh, ow = self.plan(images)
         x = images.to(torch.float64)
-        horizontal = resample_matrix(self.interpolation, w, rw, left, ow).transpose(0, 1)  # W x ow
-        vertical = resample_matrix(self.interpolation, h, rh, top, oh)  # oh x H
+        # the sizes and coefficients are computed from the (CPU) shape tensor; type_as moves them to the
+        # images' device inside the graph, so a traced export also runs on a GPU
+        horizontal = resample_matrix(self.interpolation, w, rw, left, ow).transpose(0, 1).type_as(x)  # W x ow
+        vertical = resample_matrix(self.interpolation, h, rh, top, oh).type_as(x)  # oh x H
         if self.interpolation == "nearest":  # pixel selection, nothing to round
             return torch.matmul(vertical, torch.matmul(x, horizontal)).to(torch.float32)
         out = _round_uint8(torch.matmul(vertical, _round_uint8(torch.matmul(x, horizontal))))
         if self.vertical_first_rule:
             shrink_h, shrink_w = h - rh, w - rw
-            vertical_first = (shrink_h > 0) & (shrink_h > shrink_w * 2)
+            vertical_first = ((shrink_h > 0) & (shrink_h > shrink_w * 2)).type_as(x)  # 0/1: an exact blend
             other = _round_uint8(torch.matmul(_round_uint8(torch.matmul(vertical, x)), horizontal))
-            out = torch.where(vertical_first, other, out)
+            out = other * vertical_first + out * (1.0 - vertical_first)
         return out.to(torch.float32)
