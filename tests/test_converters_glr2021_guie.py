@@ -365,7 +365,7 @@ def test_guie_round_trip(registry, tmp_path):
 ])
 def test_dolg_full_size_layout(registry, recipe, backbone, dilations, stride):
     from zoo.factory import create_model
-    from zoo.weights.convert import check_fit
+    from zoo.weights.fit import check_fit
 
     with torch.device("meta"):
         ref = RefDolgNet(backbone, dilations, stride, n_classes=81313, emb=512)
@@ -384,7 +384,7 @@ def test_dolg_full_size_layout(registry, recipe, backbone, dilations, stride):
 ])
 def test_hybrid_full_size_layout(registry, recipe, upstream_keys):
     from zoo.factory import create_model
-    from zoo.weights.convert import check_fit
+    from zoo.weights.fit import check_fit
 
     with torch.device("meta"):
         model = create_model(recipe, registry=registry)
@@ -401,7 +401,7 @@ def test_guie_full_size_layout(registry):
     from open_clip.model import _build_vision_tower
 
     from zoo.factory import create_model
-    from zoo.weights.convert import check_fit
+    from zoo.weights.fit import check_fit
 
     cfg = open_clip.get_model_config("ViT-H-14")
     with torch.device("meta"):

@@ -27,7 +27,7 @@ from zoo.plugins import get_registry
 from zoo.recipes import apply_overrides, get_recipe, list_recipes
 from zoo.registry import Registry
 from zoo.runs import WEIGHTS_FILE, CheckpointInfo, read_checkpoint_info
-from zoo.weights.convert import ConversionError, check_fit
+from zoo.weights.fit import check_fit
 from zoo.weights.loading import load_pretrained
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,8 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, str]:
 
     info = read_checkpoint_info(path)
     state = load_file(str(info.path))
-    try:
-        check_fit(state, model.state_dict(), f"checkpoint {info.path} for recipe '{getattr(model, 'recipe', '?')}'")
-    except ConversionError as exc:
-        raise ModelBuildError(f"{exc} Was it written with the same overrides?") from exc
+    check_fit(state, model.state_dict(), f"checkpoint {info.path} for recipe '{getattr(model, 'recipe', '?')}'",
+              hint="Was it written with the same overrides?", error=ModelBuildError)
     model.load_state_dict(state, strict=True)
     return dict(info.metadata)
 

@@ -117,14 +117,15 @@ def flip_tta_from_args(args: argparse.Namespace) -> bool:
     """``--flip-tta`` / ``--no-flip-tta`` when given, else the recipe's ``inference.flip_tta`` (off when unset)."""
     if getattr(args, "flip_tta", None) is not None:
         return bool(args.flip_tta)
-    recipe = getattr(args, "recipe", None)
-    if not recipe:
+    recipe, checkpoint = getattr(args, "recipe", None), getattr(args, "checkpoint", None)
+    if not recipe and not checkpoint:
         return False
     from omegaconf import OmegaConf
 
-    from zoo.recipes import get_recipe
+    from zoo.factory import resolve_model_config
 
-    cfg = get_recipe(recipe, list(getattr(args, "overrides", None) or []))
+    # a recipe name, a run folder or a self-describing checkpoint: the config the model is built from
+    cfg, _ = resolve_model_config(recipe, checkpoint=checkpoint, overrides=list(getattr(args, "overrides", None) or []))
     return bool(OmegaConf.select(cfg, "inference.flip_tta", default=False))
 
 

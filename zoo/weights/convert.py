@@ -21,20 +21,12 @@ from zoo.weights.errors import ConversionError
 from zoo.weights.integrity import sha256_of
 from zoo.weights.upstream import read_upstream_checkpoint, unwrap_state_dict
 
-__all__ = ["ConversionError", "check_fit", "convert_checkpoint", "read_upstream_checkpoint", "unwrap_state_dict"]
+__all__ = ["ConversionError", "convert_checkpoint", "read_upstream_checkpoint", "unwrap_state_dict"]
 
 log = logging.getLogger(__name__)
 
 #: advice shown when a converted checkpoint's keys do not fit the recipe's model
 FIT_HINT = "Check --from and the recipe overrides (--set) against the checkpoint."
-
-
-def check_fit(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], what: str) -> None:
-    """:func:`zoo.weights.fit.check_fit` as a :class:`ConversionError` with the conversion advice.
-
-    Kept for ``zoo.assembly.load_checkpoint`` until the factory imports :mod:`zoo.weights.fit` itself.
-    """
-    fit.check_fit(state, own, what, hint=FIT_HINT, error=ConversionError)
 
 
 def convert_checkpoint(
@@ -69,7 +61,7 @@ def convert_checkpoint(
         )
         from_recipe = sorted(set(own) - set(placed))
         mapped = {**{k: v for k, v in own.items() if k not in placed}, **placed}
-    check_fit(mapped, own, f"{src} as {layout} for {recipe}")
+    fit.check_fit(mapped, own, f"{src} as {layout} for {recipe}", hint=FIT_HINT, error=ConversionError)
     tensors = {k: mapped[k].detach().to(own[k].dtype).clone().contiguous() for k in own}
     meta = {
         "format": "zoo",
