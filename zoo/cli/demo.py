@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli._options import add_embed_args, add_json_arg, add_override_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_override_args, add_random_weights_args
 
 COMMAND = "demo"
 HELP = "embed + search real photos with a recipe; metrics table and an HTML page of results"
@@ -33,6 +33,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="zoo .safetensors checkpoint (else the recipe's default weights)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                    help="load the recipe's default weights (default: yes unless --checkpoint is given)")
+    add_random_weights_args(p)
     add_override_args(p)
     p.add_argument("--table-rows", type=int, default=10, help="queries printed in the search table (default: 10)")
     p.add_argument("--max-html-queries", type=int, default=500, help="queries on the HTML page (default: 500)")
