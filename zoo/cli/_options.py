@@ -106,6 +106,16 @@ def add_embed_args(p: argparse.ArgumentParser, *, image_size: bool = True) -> No
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def recipe_config_from_args(args: argparse.Namespace, registry: Any = None) -> Any:
+    """The resolved config of ``args.recipe`` (a recipe name, a run folder of zoo train, or none with a
+    self-describing ``--checkpoint``) with the command line's overrides; nothing is built."""
+    from zoo.factory import resolve_model_config
+
+    cfg, _ = resolve_model_config(args.recipe, checkpoint=args.checkpoint, overrides=list(args.overrides),
+                                  registry=registry)
+    return cfg
+
+
 def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     """Build the model of ``args.recipe``; returns it with the metadata recorded next to its outputs."""
     from zoo.factory import create_model

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         embed_options_from_args,
         model_from_args,
         preprocesses_from_args,
+        recipe_config_from_args,
     )
     from zoo.inference.identity import ModelIdentity, check_same_model
     from zoo.inference.pipeline import (
@@ -71,15 +72,14 @@ def run(args: argparse.Namespace) -> int:
     from zoo.inference.submission import write_recognition_result
     from zoo.plugins import get_registry
     from zoo.postprocess import NON_LANDMARK
-    from zoo.recipes import get_recipe
 
     reg = get_registry()
-    cfg = get_recipe(args.recipe, args.overrides, registry=reg)
+    cfg = recipe_config_from_args(args, reg)  # a recipe, a run folder or a self-describing --checkpoint
     chain = [] if args.no_postprocess else build_postprocessors(inference_config(cfg), reg, produces="recognition")
     head = needs_head(chain)
-    work = Path(args.work or Path("zoo-work") / args.recipe)
+    work = Path(args.work or Path("zoo-work") / str(cfg.get("name")))
     sources = [s for s in (args.train, args.test, args.non_landmark) if s is not None]
-    model, meta, pre = None, {"recipe": args.recipe}, None
+    model, meta, pre = None, {"recipe": cfg.get("name")}, None
     if head or any(not is_embeddings_folder(s) for s in sources):
         model, meta = model_from_args(args)
         pre = preprocesses_from_args(model, args)
@@ -87,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
             check_weights_not_random(model, args, head=True)
     options = embed_options_from_args(args)
     inputs = [("--train", args.train), ("--test", None if head else args.test), ("--non-landmark", args.non_landmark)]
-    sides = input_identities(model, pre, options, inputs, recipe=args.recipe)
+    sides = input_identities(model, pre, options, inputs, recipe=cfg.get("name"))
     if head:  # the test images are embedded by the command's model (with its head)
-        sides.insert(0, (f"recipe '{args.recipe}' (embedding --test {args.test})",
+        sides.insert(0, (f"recipe '{cfg.get('name')}' (embedding --test {args.test})",
                          ModelIdentity.of_model(model, pre, flip_tta=options.flip_tta)))
     check_same_model(sides, allow=args.allow_mixed_models)  # before anything is embedded
     common = dict(model=model, work=work, image_root=args.image_root, options=options, preprocesses=pre, meta=meta)

@@ -51,24 +51,23 @@ def run(args: argparse.Namespace) -> int:
     from zoo.data.labels import LabelMap
     from zoo.inference.identity import check_same_model
     from zoo.inference.index import IndexBundle, set_nprobe, to_gpu
-    from zoo.cli._options import embed_options_from_args, preprocesses_from_args
+    from zoo.cli._options import embed_options_from_args, preprocesses_from_args, recipe_config_from_args
     from zoo.inference.pipeline import build_postprocessors, inference_config, model_dims_of, retrieve
     from zoo.inference.retrieval import retrieval_metrics
     from zoo.cli._sources import input_identities, is_embeddings_folder, is_index_folder, load_set
     from zoo.inference.submission import write_ranking_result
     from zoo.plugins import get_registry
     from zoo.postprocess import NON_LANDMARK
-    from zoo.recipes import get_recipe
 
     reg = get_registry()
-    cfg = get_recipe(args.recipe, args.overrides, registry=reg)
+    cfg = recipe_config_from_args(args, reg)  # a recipe, a run folder or a self-describing --checkpoint
     chain = [] if args.no_postprocess else build_postprocessors(inference_config(cfg), reg, produces="ranking")
-    work = Path(args.work or Path("zoo-work") / args.recipe)
+    work = Path(args.work or Path("zoo-work") / str(cfg.get("name")))
     needs_model = any(
         s is not None and not is_embeddings_folder(s) and not is_index_folder(s)
         for s in (args.index, args.query, args.train)
     )
-    model, meta, pre = None, {"recipe": args.recipe}, None
+    model, meta, pre = None, {"recipe": cfg.get("name")}, None
     if needs_model:
         from zoo.cli._options import model_from_args
 
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                   preprocesses=pre, meta=meta)
     check_same_model(  # before anything is embedded
         input_identities(model, pre, options, [("--query", args.query), ("--index", args.index), ("--train", args.train)],
-                         recipe=args.recipe),
+                         recipe=cfg.get("name")),
         allow=args.allow_mixed_models,
     )
     query = load_set(args.query, name="query", **common)
