@@ -142,10 +142,11 @@ def find_random_tensors(
     """The state-dict keys of ``model`` that were not ``loaded`` and whose value depends on the seed.
 
     ``rebuild(other_seed)`` builds the same model (no weights) under another seed; it is called only
-    when some tensor was not loaded from a file.
+    when some tensor was not loaded from a file. Tensors on the ``meta`` device (a model built to
+    inspect its shapes) hold no values and are never reported.
     """
     state = model.state_dict()
-    candidates = [k for k in state if k not in loaded]
+    candidates = [k for k in state if k not in loaded and not state[k].is_meta]
     if not candidates:
         return []
     other = rebuild((0 if seed is None else seed) + 1)
