@@ -12,6 +12,11 @@ A checkpoint written by ``zoo train`` describes its model (:mod:`zoo.runs`: reso
 real head size, label map, data config), so each of the last three rebuilds exactly the trained model;
 so does a weights name whose manifest entry carries the resolved config it was trained with
 (:mod:`zoo.weights.publish`), or a recipe whose default weights such an entry is.
+
+Every model is built under a seed (``seed=0``) and carries ``weights_origin``
+(:class:`~zoo.weights.origin.WeightsOrigin`): the sha256 of the weight files loaded into it and the
+tensors left at a random initialisation, found by :func:`~zoo.weights.origin.find_random_tensors`
+(a warning names them). The same call therefore always gives the same model, random layers included.
 The layering is one-way: this module sits above :mod:`zoo.assembly` (the wiring of registered parts),
 :mod:`zoo.runs` (the run-folder contract) and :mod:`zoo.weights` (manifest weights, state-dict fitting).
 """
@@ -25,7 +30,7 @@ from typing import Iterable
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from zoo.assembly import ModelBuildError, build_model
+from zoo.assembly import ModelBuildError, ZooModel, build_model
 from zoo.plugins import get_registry
 from zoo.recipes import RECIPE_SUFFIXES, apply_overrides, get_recipe, list_recipes
 from zoo.registry import Registry, close_matches
@@ -34,6 +39,7 @@ from zoo.weights.catalog import entry_for_recipe, load_entries
 from zoo.weights.errors import NoPretrainedWeightsError, UnknownWeightsError
 from zoo.weights.fit import check_fit
 from zoo.weights.loading import load_entry, load_pretrained
+from zoo.weights.origin import WeightsOrigin, find_random_tensors, seeded, tensors_sha256, track_loaded
 from zoo.weights.schema import WeightsEntry, is_weights_name
 
 log = logging.getLogger(__name__)
@@ -196,6 +202,7 @@ def create_model(
     checkpoint: str | Path | None = None,
     overrides: Iterable[str] = (),
     registry: Registry | None = None,
+    seed: int | None = 0,
 ) -> nn.Module:
     """Build a model: ``recipe`` is a recipe name, a weights name (``ARCH.TAG``), a resolved config, a
     run folder or a checkpoint file.
@@ -204,6 +211,8 @@ def create_model(
     (ignored with a checkpoint); ``checkpoint`` a zoo safetensors file or run folder. A model loaded
     from a checkpoint or from published weights carries ``labels`` (the label map of its head, when
     known); from a checkpoint also ``checkpoint`` (its path).
+    ``seed`` seeds the initialisation of whatever no weights file fills (None: the global random
+    state); every model carries ``weights_origin`` (files loaded, random tensors, seed).
     """
     reg = registry or get_registry()
     overrides = list(overrides)
@@ -211,18 +220,68 @@ def create_model(
     entry = None
     if pretrained and info is None:
         entry, cfg = _pretrained_weights(recipe, cfg, overrides, reg)
-    model = build_model(cfg, reg)
-    if info is not None:
-        load_checkpoint(model, info.path)
-        model.checkpoint = str(info.path)  # type: ignore[assignment]
-        model.labels = info.labels  # type: ignore[assignment]
-    elif entry is not None:
-        load_entry(model, entry, reg, cfg)
-        if entry.labels is not None:
-            model.labels = list(entry.labels)  # type: ignore[assignment]
-    elif pretrained:
-        load_pretrained(model, cfg, registry=reg)
+    model = _build_seeded(cfg, reg, seed)
+    with track_loaded(model) as loaded:
+        if info is not None:
+            load_checkpoint(model, info.path)
+            model.checkpoint = str(info.path)  # type: ignore[assignment]
+            model.labels = info.labels  # type: ignore[assignment]
+        elif entry is not None:
+            load_entry(model, entry, reg, cfg)
+            if entry.labels is not None:
+                model.labels = list(entry.labels)  # type: ignore[assignment]
+        elif pretrained:
+            load_pretrained(model, cfg, registry=reg)
+    model.weights_origin = weights_origin(model, cfg, reg, seed, loaded.keys, info)  # type: ignore[assignment]
     return model
 
 
-__all__ = ["create_model", "load_checkpoint", "resolve_model_config", "weights_config"]
+def _build_seeded(cfg: DictConfig, registry: Registry, seed: int | None) -> nn.Module:
+    with seeded(seed):
+        return build_model(cfg, registry)
+
+
+def head_tensor_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """State-dict key prefixes of the classification heads (``head.``, ``members.0.head.``, ...):
+    tensors under them do not shape the descriptor."""
+    return tuple(f"{name}.head." if name else "head." for name, m in model.named_modules()
+                 if isinstance(m, ZooModel) and m.head is not None)
+
+
+def weights_origin(
+    model: nn.Module,
+    cfg: DictConfig,
+    registry: Registry,
+    seed: int | None,
+    loaded: set[str],
+    info: CheckpointInfo | None = None,
+) -> WeightsOrigin:
+    """The files loaded into ``model`` and the tensors left random (a warning names those)."""
+    from zoo.weights.catalog import get_weights
+    from zoo.weights.integrity import sha256_of
+
+    if info is not None:
+        files: list[str] = [f"sha256:{sha256_of(info.path)}"]
+    else:
+        entries = dict.fromkeys(str(m.weights_entry) for m in model.modules() if getattr(m, "weights_entry", None))
+        files = [f"sha256:{f.sha256}" for name in entries for f in get_weights(name, registry).files]
+    random = find_random_tensors(model, loaded, lambda other: _build_seeded(cfg, registry, other), seed)
+    heads = head_tensor_prefixes(model)
+    shaping = tuple(k for k in random if not k.startswith(heads))
+    head_only = tuple(k for k in random if k.startswith(heads))
+    origin = WeightsOrigin(tuple(files), shaping, seed, tensors_sha256(model, list(shaping)) if shaping else None,
+                           random_head=head_only)
+    what = f"recipe '{getattr(model, 'recipe', None) or cfg.get('name')}'"
+    seeding = "seeded with 0" if seed == 0 else (f"seeded with {seed}" if seed is not None else "not seeded")
+    if shaping:
+        log.warning("%s: weights are RANDOM: %s were not loaded from any weights file (initialisation %s); "
+                    "its descriptors carry no learned meaning", what, origin.describe_random(), seeding)
+    if head_only:
+        log.warning("%s: the head has %s (not loaded from a weights file; initialisation %s); descriptors are not "
+                    "affected, its class scores are", what, origin.describe_random(head=True), seeding)
+    return origin
+
+
+__all__ = [
+    "create_model", "head_tensor_prefixes", "load_checkpoint", "resolve_model_config", "weights_config", "weights_origin",
+]
