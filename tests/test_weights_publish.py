@@ -220,7 +220,7 @@ def test_publishing_the_same_run_again_gives_the_same_bytes(published, run, tmp_
 # -- loading by name elsewhere ------------------------------------------------------------------------------
 def test_by_name_in_a_fresh_process_offline_from_the_mirror(published, trained, tmp_path):
     env = _fresh_env(tmp_path, ZOO_WEIGHTS_MANIFEST=str(published / "weights_manifest.yaml"),
-                     ZOO_WEIGHTS_MIRROR=str(published))
+                     ZOO_WEIGHTS_MIRROR=str(published), HF_HUB_OFFLINE="1")
     emb, logits, info = _load_fresh(env, tmp_path)
     assert info.pop("state") == trained[2]  # bit-exact tensors
     assert np.array_equal(emb, trained[0]) and np.array_equal(logits, trained[1])

@@ -187,13 +187,9 @@ def _read_run(run_dir: Path, weights: str | None) -> tuple[Path, CheckpointInfo]
     return path, info
 
 
-def _sources(name: str, weights_path: Path, hub_repo: str | None, extra: Iterable[str]) -> list[str]:
-    out = [f"hf-hub:{hub_repo}/{HUB_WEIGHTS}"] if hub_repo else []
-    for src in extra:
-        problem = source_problem(src)
-        if problem:
-            raise PublishError(f"--source {src!r}: {problem}")
-        out.append(src)
+def _sources(weights_path: Path, hub_repo: str | None, extra: Iterable[str]) -> list[str]:
+    """The entry's sources: the hub repository's file, the addresses given, else the published file itself."""
+    out = ([f"hf-hub:{hub_repo}/{HUB_WEIGHTS}"] if hub_repo else []) + list(extra)
     return out or [weights_path.resolve().as_uri()]
 
 
@@ -331,16 +327,50 @@ def publish_run(
     overwrite: bool = False,
     registry: Registry | None = None,
 ) -> PublishReport:
-    """Publish the weights of ``run_dir`` as ``name`` into ``to`` (see the module docstring)."""
-    from safetensors.torch import load_file
+    """Publish the weights of ``run_dir`` as ``name`` into ``to`` (see the module docstring).
 
-    from zoo.factory import create_model
+    Every input is checked before anything is written; a refused publish leaves ``to`` as it was.
+    """
     from zoo.plugins import get_registry
-    from zoo.recipes import list_recipes
-    from zoo.weights.safetensors_io import serialize
 
     reg = registry or get_registry()
     run_dir, to = Path(run_dir), Path(to)
+    manifest = to / MANIFEST_NAME
+    sources = list(sources)
+    in_use = _check_request(name, to, manifest, license, source_page, hub_repo, sources, overwrite, reg)
+    path, info = _read_run(run_dir, weights)
+    data, entry, model = _release_of_run(run_dir, path, info, name, reg)
+    entry.update(
+        description=description or entry["description"], default=bool(default), license=license.strip(),
+        paper=paper or "none",
+    )
+    entry["files"][0]["sources"] = _sources(to / entry["files"][0]["name"], hub_repo, sources)
+    if source_page:
+        entry["source_page"] = source_page
+    checked = parse_entry(name, entry, str(manifest), manifest)  # never write an entry zoo cannot read
+    if default:
+        _check_default(name, entry["config"], [*in_use.values(), *_manifest_entries(manifest)], reg)
+    published, hub_dir = to / entry["files"][0]["name"], to / name
+    with file_lock(manifest):
+        raw = _read_raw_manifest(manifest)
+        _check_new(name, raw, manifest, overwrite)
+        write_bytes(published, data)
+        check_file(published, len(data), checked.files[0].sha256, f"published weights '{name}'")
+        _write_hub_folder(hub_dir, published, name, entry, hub_repo, model.pretrained_cfg)
+        raw["weights"][name] = entry
+        parse_manifest(raw, str(manifest), manifest)
+        write_text(manifest, _dump(raw))
+    log.info("published %s (%s, sha256 %s) into %s", name, path, checked.files[0].sha256, to)
+    return PublishReport(checked, path, published, hub_dir, manifest)
+
+
+def _check_request(
+    name: str, to: Path, manifest: Path, license: str, source_page: str | None, hub_repo: str | None,
+    sources: list[str], overwrite: bool, registry: Registry,
+) -> dict[str, WeightsEntry]:
+    """Refuse bad flags before the run is read; returns the entries in use (for ``--default``)."""
+    from zoo.recipes import list_recipes
+
     check_weights_name(name)
     if hub_repo is not None:
         check_hub_repo(hub_repo)
@@ -348,79 +378,85 @@ def publish_run(
         raise PublishError("--license: name the licence of the weights (an SPDX id such as MIT or Apache-2.0)")
     if source_page is not None and not source_page.startswith(("https://", "http://")):
         raise PublishError(f"--source-page {source_page!r}: must be a web address (https://...)")
-    if name in list_recipes(registry=reg):
+    for src in sources:
+        problem = source_problem(src)
+        if problem:
+            raise PublishError(f"--source {src!r}: {problem}")
+    if name in list_recipes(registry=registry):
         raise PublishError(f"--name {name!r} is a recipe's name; weights need a name of their own (ARCH.TAG)")
     if to.exists() and not to.is_dir():
         raise PublishError(f"--to {to}: is a file; give a folder (it is created when missing)")
-    manifest = to / MANIFEST_NAME
     _check_new(name, _read_raw_manifest(manifest), manifest, overwrite)
-    in_use = load_entries(reg)
+    in_use = load_entries(registry)
     held = in_use.get(name)
     if held is not None and (held.manifest is None or Path(held.manifest).resolve() != manifest.resolve()):
         raise PublishError(
             f"weights '{name}' are already listed by {held.manifest}, a manifest in use; give these weights another tag"
         )
-    path, info = _read_run(run_dir, weights)
-    assert info.config is not None
+    return in_use
+
+
+def _release_of_run(
+    run_dir: Path, path: Path, info: CheckpointInfo, name: str, registry: Registry
+) -> tuple[bytes, dict[str, Any], Any]:
+    """The published file's bytes, the entry as far as the run tells it, and the model rebuilt from it
+    (which proves the weights load strictly into their own config)."""
+    from safetensors.torch import load_file
+
+    from zoo.factory import create_model
+    from zoo.weights.safetensors_io import serialize
+
     config = json.loads(info.metadata["zoo_config"])
-    model = create_model(checkpoint=path, registry=reg)  # the weights load strictly into their own config
-    state = load_file(str(path))
-    step = info.metadata.get("global_step")
-    metrics: dict[str, Any] = {}
-    validation = read_validation_metrics(run_dir, int(step) if step and step.isdigit() else None)
-    if validation:
-        metrics["validation"] = validation
-        selection = read_selection(run_dir) or {}
-        rule, selected = selection.get("select"), (selection.get("selected") or {}).get("file")
-        if rule not in (None, "last") and selected == path.name and path.parent.resolve() == run_dir.resolve():
-            metrics["selected_by"] = f"{selection.get('mode') or 'max'} {rule}"
+    model = create_model(checkpoint=path, registry=registry)
     meta = {**info.metadata, "zoo_weights": name, "source_file": path.name, "source_sha256": sha256_of(path)}
-    data = serialize(state, meta)
-    digest = sha256_of(data)
-    published = to / f"{name}.safetensors"
+    data = serialize(load_file(str(path)), meta)
+    labels = list(info.labels) if info.labels is not None else None
     entry: dict[str, Any] = {
-        "description": description or f"{config['name']} trained with zoo train ({len(info.labels or [])} classes)",
+        "description": f"{config['name']} trained with zoo train ({len(labels or [])} classes)",
         "recipe": str(config["name"]),
-        "default": bool(default),
+        "default": False,
         "format": "safetensors",
         "load": {"into": "model"},
-        "files": [{
-            "name": published.name, "sha256": digest, "size": len(data),
-            "sources": _sources(name, published, hub_repo, sources),
-        }],
+        "files": [{"name": f"{name}.safetensors", "sha256": sha256_of(data), "size": len(data), "sources": []}],
         "preprocess": model.data_config.to_dict(),
         "embedding_dim": int(model.embedding_dim),
-        "num_classes": len(info.labels) if info.labels is not None else None,
-        "license": license.strip(),
-        "paper": paper or "none",
-        "metrics": metrics,
+        **({"num_classes": len(labels)} if labels is not None else {}),
+        "license": "",
+        "paper": "",
+        "metrics": _run_metrics(run_dir, path, info),
         "config": config,
-        "labels": list(info.labels) if info.labels is not None else None,
+        **({"labels": labels} if labels is not None else {}),
     }
-    if source_page:
-        entry["source_page"] = source_page
-    entry = {k: v for k, v in entry.items() if v is not None}
-    checked = parse_entry(name, entry, str(manifest), manifest)  # never write an entry zoo cannot read
-    if default:
-        _check_default(name, config, [*in_use.values(), *_manifest_entries(manifest)], reg)
-    hub_dir = to / name
-    with file_lock(manifest):
-        raw = _read_raw_manifest(manifest)
-        _check_new(name, raw, manifest, overwrite)
-        write_bytes(published, data)
-        check_file(published, len(data), digest, f"published weights '{name}'")
-        _link_or_copy(published, hub_dir / HUB_WEIGHTS)
-        write_json(hub_dir / HUB_CONFIG, {
-            "library_name": "zoo", "weights": name, **{k: entry[k] for k in entry if k not in ("files", "load", "default", "format")},
-            "pretrained_cfg": model.pretrained_cfg,
-        })
-        write_text(hub_dir / HUB_CARD, model_card(entry, name, hub_repo))
-        write_text(hub_dir / MANIFEST_NAME, _dump({"schema_version": SCHEMA_VERSION, "weights": {name: entry}}))
-        raw["weights"][name] = entry
-        parse_manifest(raw, str(manifest), manifest)
-        write_text(manifest, _dump(raw))
-    log.info("published %s (%s, sha256 %s) into %s", name, path, digest, to)
-    return PublishReport(checked, path, published, hub_dir, manifest)
+    return data, entry, model
+
+
+def _run_metrics(run_dir: Path, path: Path, info: CheckpointInfo) -> dict[str, Any]:
+    """``{validation: {...}, selected_by: "max map@100"}``: the run's record of the published epoch."""
+    step = info.metadata.get("global_step")
+    validation = read_validation_metrics(run_dir, int(step) if step and step.isdigit() else None)
+    if not validation:
+        return {}
+    out: dict[str, Any] = {"validation": validation}
+    selection = read_selection(run_dir) or {}
+    rule, selected = selection.get("select"), (selection.get("selected") or {}).get("file")
+    if rule not in (None, "last") and selected == path.name and path.parent.resolve() == run_dir.resolve():
+        out["selected_by"] = f"{selection.get('mode') or 'max'} {rule}"
+    return out
+
+
+def _write_hub_folder(
+    hub_dir: Path, published: Path, name: str, entry: Mapping[str, Any], hub_repo: str | None,
+    pretrained_cfg: Mapping[str, Any],
+) -> None:
+    """``DIR/NAME/``: model.safetensors, config.json, README.md and the entry alone as a manifest."""
+    _link_or_copy(published, hub_dir / HUB_WEIGHTS)
+    skip = ("files", "load", "default", "format")
+    write_json(hub_dir / HUB_CONFIG, {
+        "library_name": "zoo", "weights": name, **{k: v for k, v in entry.items() if k not in skip},
+        "pretrained_cfg": dict(pretrained_cfg),
+    })
+    write_text(hub_dir / HUB_CARD, model_card(entry, name, hub_repo))
+    write_text(hub_dir / MANIFEST_NAME, _dump({"schema_version": SCHEMA_VERSION, "weights": {name: entry}}))
 
 
 def _manifest_entries(path: Path) -> list[WeightsEntry]:
