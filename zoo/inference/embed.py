@@ -38,6 +38,7 @@ from zoo.data.images import ImageRecord
 from zoo.distributed import DistContext
 from zoo.inference.dataset import ImageStream, default_decode_threads, default_num_workers, sample_loader
 from zoo.inference.gpu_decode import DECODE_MODES, DeviceChunks, uses_device_decoding
+from zoo.inference.identity import ModelIdentity
 from zoo.inference.shards import (
     MANIFEST,
     EmbeddingStore,
@@ -361,12 +362,15 @@ def _manifest(
         "flip_tta": options.flip_tta,
         "preprocess": [p.to_dict() for p in embedder.preprocesses],
         **meta,
+        "identity": ModelIdentity.of_model(embedder.model, embedder.preprocesses, flip_tta=options.flip_tta,
+                                           dim=embedder.embedding_dim).to_dict(),
     }
 
 
-#: manifest keys that must match for a run to resume into an existing folder
+#: manifest keys that must match for a run to resume into an existing folder (``identity``: the same
+#: weights - the same seeded random initialisation included - config and preprocessing)
 RESUME_KEYS = ("num_records", "shard_size", "records_sha256", "dim", "dtype", "flip_tta", "preprocess",
-               "recipe", "checkpoint")
+               "recipe", "checkpoint", "identity")
 
 
 def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool, dist: DistContext) -> None:
@@ -380,8 +384,12 @@ def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool, dist: 
         old = EmbeddingStore(out).manifest
         diff = [k for k in RESUME_KEYS if old.get(k) != manifest.get(k)]
         if diff:
+            models = ""
+            if "identity" in diff:
+                models = (f" (written by {ModelIdentity.from_manifest(old).describe()}; this run: "
+                          f"{ModelIdentity.from_manifest(manifest).describe()})")
             raise EmbeddingStoreError(
-                f"{out} holds embeddings written with other settings ({', '.join(diff)} differ); "
+                f"{out} holds embeddings written with other settings ({', '.join(diff)} differ){models}; "
                 "use another --out, or --overwrite to start again"
             )
         return
