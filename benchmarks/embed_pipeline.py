@@ -1,15 +1,19 @@
 """`zoo embed` on real JPEGs vs the same model's forward on pre-decoded tensors (compute-only bound).
 
     python benchmarks/embed_pipeline.py                           # default recipe, instance-eval photos
+    python benchmarks/embed_pipeline.py --images ../shared/data/grocery-store --limit 512
     python benchmarks/embed_pipeline.py --device cuda --recipe default --batch-size 64
 
 Both sides see the same batches: the images are first decoded and bucketed exactly as the
 pipeline does, kept in memory, and the compute-only side times normalisation + forward on them.
 The pipeline side times :func:`zoo.inference.embed.embed_to_folder` end to end (decode in
 workers, resize, bucket, forward, shard writes). Interleaved, best of --repeat. The ratio
-``pipeline_vs_compute`` is pipeline throughput / compute-only throughput (goal >= 0.85). Also
-reports the peak RSS at 1x and 10x the images (same files listed 10x) for the flat-memory check.
-Prints a one-line JSON result last.
+``pipeline_vs_compute`` is pipeline throughput / compute-only throughput (goal >= 0.85). Each side
+also reports its process CPU seconds (all threads), and the JSON records ``uptime``'s load average
+before and after: on a shared machine the wall-clock ratio is only as good as the load was steady.
+``--decode-threads 1`` decodes serially in the main thread (zoo embed on a CPU before issue 13.5;
+the default is one thread per core). Also reports the peak RSS at 1x and 10x the images (same files
+listed 10x) for the flat-memory check. Prints a one-line JSON result last.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ def _records(images: Path, limit: int | None):
     return recs[:limit] if limit else recs
 
 
+def _load() -> list[float]:
+    """The 1, 5 and 15-minute load averages (``uptime``)."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
 def _memory_child(args: argparse.Namespace, factor: int) -> int:
     """Embed ``factor`` x the images in this process; print peak RSS (kB)."""
     import zoo
@@ -70,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard-size", type=int, default=4096)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--decode-threads", type=int, default=None,
+                   help="threads decoding a chunk when there are no workers (default: zoo's, one per core)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--memory", action="store_true", help="also measure peak RSS at 1x and 10x images")
     p.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -84,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import zoo
+    import zoo.inference.embed as embed_module
     from zoo.inference.dataset import ImageStream
     from zoo.inference.embed import EmbedOptions, Embedder, embed_to_folder, resolve_device
+
+    if args.decode_threads:  # the benchmark's A/B switch (zoo itself sizes this from the cores)
+        embed_module.default_decode_threads = lambda workers: args.decode_threads if workers == 0 else 1
+    load_before = _load()
 
     recs = _records(Path(args.images), args.limit)
     model = zoo.create_model(args.recipe, overrides=args.override)
@@ -136,11 +152,16 @@ def main(argv: list[str] | None = None) -> int:
 
     compute_only()  # warm-up (cudnn autotune, allocator)
     best = {"compute_only": float("inf"), "pipeline": float("inf")}
+    cpu = {"compute_only": float("inf"), "pipeline": float("inf")}
+    runs: dict[str, list[float]] = {"compute_only": [], "pipeline": []}
     for rep in range(args.repeat):
         for name, fn in (("pipeline", pipeline), ("compute_only", compute_only)):
+            c0 = time.process_time()
             dt = fn()
+            cpu[name] = min(cpu[name], time.process_time() - c0)
             best[name] = min(best[name], dt)
-            print(f"rep {rep} {name}: {dt:.2f}s ({n / dt:.1f} img/s)", file=sys.stderr)
+            runs[name].append(round(n / dt, 2))
+            print(f"rep {rep} {name}: {dt:.2f}s ({n / dt:.1f} img/s), load {_load()}", file=sys.stderr)
     out = {
         "benchmark": "embed_pipeline",
         "device": str(device),
@@ -153,7 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "img_per_s": {k: round(n / v, 2) for k, v in best.items()},
         "pipeline_vs_compute": round(best["compute_only"] / best["pipeline"], 3),
-        "date": time.strftime("%Y-%m-%d"),
+        "runs_img_per_s": runs,
+        "cpu_s_per_img": {k: round(v / n, 4) for k, v in cpu.items()},
+        "decode_threads": args.decode_threads or "default",
+        "workers": args.workers if args.workers is not None else "default",
+        "load_before": load_before,
+        "load_after": _load(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     if args.memory:
         peaks = {}
