@@ -103,6 +103,9 @@ def add_embed_args(p: argparse.ArgumentParser, *, image_size: bool = True) -> No
     g.add_argument("--amp", type=choice_of("zoo.inference.embed:AMP_MODES"), default="auto",
                    help="autocast: auto (bf16/fp16 on CUDA, off on CPU), off, bf16 or fp16 (default: auto)")
     g.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when available), cpu, cuda, cuda:1, ...")
+    g.add_argument("--decode", type=choice_of("zoo.inference.gpu_decode:DECODE_MODES"), default="auto",
+                   help="where images are decoded: auto (JPEG batches on a CUDA device with nvJPEG, else the CPU), "
+                        "cpu (PIL on the CPU), device (JPEG batches on --device) (default: auto)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -192,5 +195,6 @@ def embed_options_from_args(args: argparse.Namespace, **extra: Any) -> EmbedOpti
         amp=args.amp,
         device=args.device,
         progress=not args.no_progress,
+        decode=args.decode,
         **extra,
     )

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         embedder = Embedder(model, pre, device=_device(options), amp=options.amp, flip_tta=options.flip_tta)
         ids, emb, skipped = embed_records(embedder, recs, batch_size=options.batch_size,
                                           num_workers=options.num_workers, progress=options.progress,
-                                          desc="embed test", heads=heads)
+                                          desc="embed test", heads=heads, decode=options.decode)
         by_id = {r.id: r for r in recs}
         test = EmbeddedSet(ids, emb, [by_id[i].label for i in ids], {i: by_id[i].path for i in ids}, skipped)
         head_logits = heads[0] if heads else None
