@@ -9,7 +9,8 @@ environment gets a ``.pth`` line naming a folder of links to that environment's 
 the checkout can answer. From a folder outside the checkout, offline (``ZOO_OFFLINE=1``), with an
 empty weights cache, it checks ``zoo.__file__``, ``create_model("default", pretrained=True)``,
 ``zoo weights list``, the plugin distribution's recipe, and ``zoo demo`` (real mAP from the photos
-bundled inside the wheel). ``.ci/run`` runs it with the rest of the suite (marked ``slow``).
+bundled inside the wheel). ``.ci/run`` runs it with the rest of the suite; it is marked ``slow`` and
+``wheel`` (``python -m pytest -m wheel`` runs it alone, ``-m "not wheel"`` leaves it out).
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORE_SOURCES = ("pyproject.toml", "README.md", "zoo", "plugins", "configs")
+#: what the core wheel is built from; weights_manifest.yaml: the top-level link to configs/weights_manifest.yaml
+CORE_SOURCES = ("pyproject.toml", "README.md", "weights_manifest.yaml", "zoo", "plugins", "configs")
 PLUGIN = REPO / "plugins" / "zoo-glr2019"
 #: site-packages entries of the test environment that belong to the zoo itself (never linked)
 OWN = ("instance_zoo", "zoo_glr2019", "__editable__", "zoo")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.wheel]
 
 
 def _need(module: str, dist: str | None = None) -> None:
@@ -53,7 +56,7 @@ def _copy_sources(names: tuple[str, ...], root: Path, dest: Path) -> Path:
         if path.is_dir():
             shutil.copytree(path, dest / name, ignore=ignore)
         else:
-            shutil.copy2(path, dest / name)
+            shutil.copy2(path, dest / name, follow_symlinks=False)  # links stay links
     return dest
 
 
@@ -86,6 +89,9 @@ def venv(tmp_path_factory) -> Path:
         _pip("wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(root / "dist"))
     wheels = sorted((root / "dist").glob("*.whl"))
     assert [w.name.split("-")[0] for w in wheels] == ["instance_zoo", "zoo_glr2019"]
+    # the manifest ships once, as package data of zoo_configs (not the top-level link)
+    manifests = [n for n in zipfile.ZipFile(wheels[0]).namelist() if n.endswith("weights_manifest.yaml")]
+    assert manifests == ["zoo_configs/weights_manifest.yaml"], manifests
     env = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=300)
     site = Path(subprocess.run([str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -160,11 +166,13 @@ def test_installed_plugin_distribution_contributes_its_recipe(venv, tmp_path):
 
 def test_installed_wheel_runs_the_demo_on_its_bundled_photos(venv, tmp_path):
     """The README's first command, from a wheel, without ../shared: real mAP from the bundled photos."""
-    res = run_installed(venv, tmp_path, ["zoo", "demo"])
+    # the bundled photos at 224 px instead of the recipe's 384 (3x less compute, same photos and metrics)
+    res = run_installed(venv, tmp_path, ["zoo", "demo", "data.image_size=224"])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     text = res.stdout
     assert "bundled demo photos" in text and "124 images" in text
     metrics = dict(line.split()[:2] for line in text.splitlines() if line.startswith(("mAP@100 ", "R@1 ")))
-    assert float(metrics["mAP@100"]) > 0.4 and float(metrics["R@1"]) > 0.5  # measured: 0.57, 0.74 (chance ~0.03)
+    # measured at 224 px: 0.52, 0.71 (at 384 px: 0.57, 0.74; chance ~0.03)
+    assert float(metrics["mAP@100"]) > 0.4 and float(metrics["R@1"]) > 0.5
     page = tmp_path / "elsewhere" / "zoo-demo" / "index.html"
     assert page.is_file() and 'class="hit"' in page.read_text() and 'class="miss"' in page.read_text()

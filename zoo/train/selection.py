@@ -105,7 +105,10 @@ class Selection:
         """One line for the log and the CLI."""
         if self.best is None:
             return "no epoch completed: the weights are the run's last state"
-        where = f"stage {self.best['stage']} epoch {self.best['epoch']} (step {self.best['global_step']})"
+        # a run cut short (--max-steps) ends mid-epoch: its final record has only the step
+        where = " ".join(f"{k} {self.best[k]}" for k in ("stage", "epoch") if k in self.best)
+        step = f"step {self.best.get('global_step', '?')}"
+        where = f"{where} ({step})" if where else step
         if self.metric is None:
             return f"selected the last epoch, {where}"
         return f"selected {where}: best {self.metric} = {self.best['value']:.4f} ({self.mode})"
