@@ -4,7 +4,8 @@ make long example commands quick; shared by the example harnesses (``--help`` ex
 
 ``build_workspace(root, photo_paths)`` writes, from real photos (three views of each of eight
 photos: resized, mirrored, centre crop), ``work/train/`` (an image-folder tree), ``work/test/``,
-``work/photos/``, ``work/train.csv`` / ``val.csv`` (``id,landmark_id``), ``work/solution.csv``
+``work/photos/`` (one folder per instance, and ``photos/labels.csv``: ``path,instance``), ``work/heldout/``
+(an image-folder tree of four instances named apart from training's: a retrieval ``--val`` set), ``work/train.csv`` / ``val.csv`` (``id,landmark_id``), ``work/solution.csv``
 (``id,landmarks``), the upstream Lite0 pickle, a tiny GUIE checkpoint ``guie.safetensors`` and
 ``shared/data/instance-eval`` (``labels.csv`` + images) next to ``work``.
 """
@@ -69,7 +70,7 @@ def build_workspace(root: Path, photo_paths: dict[str, Path]) -> Path:
     (so ``../shared/data/instance-eval`` from ``work`` is a small labelled set): returns ``work``."""
     work = root / "work"
     shared = root / "shared" / "data" / "instance-eval"
-    labels, train_rows, val_rows, solution = [], [], [], []
+    labels, photo_labels, train_rows, val_rows, solution = [], [], [], [], []
     for name in PHOTOS:
         _save_views(photo_paths[name], {
             "v0": shared / "images" / name / "v0.jpg", "v1": shared / "images" / name / "v1.jpg",
@@ -79,10 +80,14 @@ def build_workspace(root: Path, photo_paths: dict[str, Path]) -> Path:
         _save_views(photo_paths[name], {"v0": work / "train" / name / "v0.jpg", "v1": work / "train" / name / "v1.jpg",
                                         "v2": work / "test" / f"{name}_v2.jpg"})
         _save_views(photo_paths[name], {v: work / "photos" / name / f"{v}.jpg" for v in ("v0", "v1", "v2")})
+        photo_labels += [[f"{name}/{v}.jpg", name] for v in ("v0", "v1", "v2")]
         train_rows += [[f"{name}/v0.jpg", name], [f"{name}/v1.jpg", name]]
         val_rows.append([f"{name}/v0.jpg", name])
         solution.append([f"{name}_v2.jpg", name])
+    for name in PHOTOS[:4]:  # other instances than training's (label names disjoint): a retrieval --val set
+        _save_views(photo_paths[name], {v: work / "heldout" / f"held-{name}" / f"{v}.jpg" for v in ("v1", "v2")})
     _write_csv(shared / "labels.csv", ["path", "instance"], labels)
+    _write_csv(work / "photos" / "labels.csv", ["path", "instance"], photo_labels)
     _write_csv(work / "train.csv", ["id", "landmark_id"], train_rows)
     _write_csv(work / "val.csv", ["id", "landmark_id"], val_rows)
     _write_csv(work / "solution.csv", ["id", "landmarks"], solution)

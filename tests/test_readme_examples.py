@@ -5,7 +5,8 @@ The convention (for whoever edits README.md):
 * **What runs.** Fenced blocks are read in README order. In ``bash``/``sh``/``shell``/``console``
   blocks, every command whose first word is ``zoo`` (also ``.venv/bin/zoo``, ``python -m zoo``,
   ``.venv/bin/python -m zoo``) runs; a line is split at ``&&``, ``||`` and ``;``, comments and
-  ``\\`` continuations are handled as the shell does. Other commands (``python3 -m venv``,
+  ``\\`` continuations are handled as the shell does; leading ``NAME=value`` words set environment
+  variables for that command only (``ZOO_WEIGHTS_MIRROR=release/ zoo embed ...``). Other commands (``python3 -m venv``,
   ``pip install``, ``pytest``) are setup and are not run here: the wheel test
   (``tests/test_weights_wheel.py``) and ``.ci/run`` cover installing. ``python`` blocks run in README
   order in one shared namespace (as a reader's session would), with ``zoo`` and ``torch`` imported and
@@ -53,19 +54,7 @@ FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 
 #: README text (a command, or a python block's first line) -> why it does not run yet. Strict xfail:
 #: when the README line is fixed or removed, its entry must go.
-KNOWN_BROKEN: dict[str, str] = {
-    "zoo index emb/ --out gallery.faiss": "an index is a folder: --out index/ (issue 11.14)",
-    "zoo search gallery.faiss --query emb/ -k 100": "reads the index the line above cannot write (--out index/)",
-    "zoo retrieve / zoo recognize / zoo evaluate": "three command names on one line, not a command",
-    "zoo export guie2022-2nd-vith14-64d --format torchscript --out model.pt":
-        "the GUIE recipe has no verified weights offline: needs --checkpoint",
-    "zoo weights convert b5.pth --from glr2020-3rd --recipe glr2020-3rd-effnet-b5 --out b5.safetensors":
-        "needs the upstream b5.pth",
-    'model = zoo.create_model("default", pretrained=True)              # through the manifest':
-        "its second line loads b5.safetensors, which the convert line above cannot write",
-    'reg = zoo.plugins.load_registry(plugins=[("mine", my_plugin_module)])':
-        "my_plugin_module is the reader's own module",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 
 
 @dataclass
@@ -76,6 +65,7 @@ class Example:
     line: int  # README line of the command / the block's first line
     text: str  # the command as written, or the block's code
     args: list[str] = field(default_factory=list)  # zoo: the arguments after "zoo"
+    env: dict[str, str] = field(default_factory=dict)  # zoo: NAME=value words before "zoo"
     append: list[tuple[str | None, list[str]]] = field(default_factory=list)
     setup: list[str] = field(default_factory=list)
     skip: str | None = None
@@ -105,6 +95,18 @@ def _split_commands(line: str) -> list[list[str]]:
     if current:
         commands.append(current)
     return commands
+
+
+ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+
+
+def _env_prefix(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``NAME=value`` words before a command (the shell's per-command environment) and the rest."""
+    env: dict[str, str] = {}
+    while words and (m := ASSIGNMENT.match(words[0])):
+        env[m.group(1)] = m.group(2)
+        words = words[1:]
+    return env, words
 
 
 def _zoo_args(words: list[str]) -> list[str] | None:
@@ -153,12 +155,14 @@ def read_examples(text: str) -> list[Example]:
                     continue
                 logical += raw
                 for words in _split_commands(logical):
+                    env, words = _env_prefix(words)
                     args = _zoo_args(words)
                     if args is not None:
-                        examples.append(Example("zoo", first, shlex.join(["zoo", *args]), args, append, setup, skip))
+                        text = shlex.join([*(f"{k}={v}" for k, v in env.items()), "zoo", *args])
+                        examples.append(Example("zoo", first, text, args, env=env, append=append, setup=setup, skip=skip))
                 logical, first = "", None
         elif lang in ("python", "py", "python3"):
-            examples.append(Example("python", start + 1, "\n".join(body), [], append, setup, skip))
+            examples.append(Example("python", start + 1, "\n".join(body), append=append, setup=setup, skip=skip))
         pending = []
         i = end + 1
     return examples
@@ -175,7 +179,8 @@ def _reroot(args: list[str], work: Path) -> list[str]:
 def _extra(example: Example) -> list[str]:
     command = example.args[0]
     extra = list(TINY.get(command, []))
-    extra += next((v for k, v in EXTRA.items() if example.text.startswith(k)), [])
+    command_line = shlex.join(["zoo", *example.args])  # without the NAME=value prefix
+    extra += next((v for k, v in EXTRA.items() if command_line.startswith(k)), [])
     for scope, words in example.append:
         if scope is None or scope == command:
             extra += words
@@ -220,6 +225,7 @@ def test_directives_are_read():
         "<!-- test: append train: train.epochs=1 -->", "<!-- test: append --device cpu -->",
         "<!-- test: setup y = 1 -->", "```sh", "python3 -m venv .venv && .venv/bin/zoo train default-finetune \\",
         "  --data t.csv --out r/   # a comment", "pip install x; zoo weights list", "```",
+        "```bash", "ZOO_WEIGHTS_MIRROR=m/ ZOO_OFFLINE=1 zoo embed x --images a/ --out b/", "```",
         "text", "<!-- test: skip stale -->", "", "paragraph", "```python", "print(y)", "```", "```toml", "a = 1", "```",
     ])
     ex = read_examples(text)
@@ -227,9 +233,12 @@ def test_directives_are_read():
         ("zoo", 3, "zoo embed default --images a/ --out b/"),
         ("zoo", 10, "zoo train default-finetune --data t.csv --out r/"),
         ("zoo", 12, "zoo weights list"),
-        ("python", 19, "print(y)"),
+        ("zoo", 15, "ZOO_WEIGHTS_MIRROR=m/ ZOO_OFFLINE=1 zoo embed x --images a/ --out b/"),
+        ("python", 22, "print(y)"),
     ]
-    assert ex[0].skip == "needs your b5.pth" and ex[1].skip is None and ex[3].skip is None
+    assert ex[3].env == {"ZOO_WEIGHTS_MIRROR": "m/", "ZOO_OFFLINE": "1"} and ex[3].args[:2] == ["embed", "x"]
+    assert ex[1].env == {}
+    assert ex[0].skip == "needs your b5.pth" and ex[1].skip is None and ex[4].skip is None
     assert ex[1].append == [("train", ["train.epochs=1"]), (None, ["--device", "cpu"])] and ex[1].setup == ["y = 1"]
     assert _extra(ex[1])[-3:] == ["train.epochs=1", "--device", "cpu"] and "train.epochs=1" not in _extra(ex[2])
 
@@ -248,6 +257,8 @@ def test_readme_example_runs(example, workspace, namespace, offline, monkeypatch
     if example.skip:
         pytest.skip(f"README: {example.skip}")
     monkeypatch.chdir(workspace)
+    for name, value in example.env.items():
+        monkeypatch.setenv(name, value)
     run_example(example, workspace, namespace, capsys)
 
 

@@ -3,7 +3,7 @@
 Examples:
   zoo demo                                   # default recipe (real ImageNet weights), default photos
   zoo demo --images photos/ --out demo/      # any image folder or CSV (labels -> metrics)
-  zoo demo --recipe default model.backbone.name=mobilenetv2_100
+  zoo demo --recipe mobilenetv2_100.tv_in1k     # weights by name: their recipe, backbone and preprocessing
 
 Default photos: ../shared/data/instance-eval (next to the current folder or the repository), whose
 labels.csv gives the instance of every photo; without it, the photos bundled with zoo (4 photos of
@@ -25,7 +25,9 @@ HELP = "embed + search real photos with a recipe; metrics table and an HTML page
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", default="default", help="recipe or ensemble (default: default, real ImageNet weights)")
+    p.add_argument("--recipe", default="default",
+                   help="recipe, ensemble, run folder or weights name (zoo weights list) (default: default, "
+                        "real ImageNet weights)")
     p.add_argument("--images", default=None,
                    help="image folder, CSV, or a folder with labels.csv (default: ../shared/data/instance-eval, "
                         "else the photos bundled with zoo; 'bundled' picks those)")

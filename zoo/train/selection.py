@@ -105,10 +105,10 @@ class Selection:
         """One line for the log and the CLI."""
         if self.best is None:
             return "no epoch completed: the weights are the run's last state"
-        b = self.best
-        stage = f"stage {b['stage']} " if "stage" in b else ""
-        step = f" (step {b['global_step']})" if "global_step" in b else ""
-        where = f"{stage}epoch {b.get('epoch', '?')}{step}"
+        # a run cut short (--max-steps) ends mid-epoch: its final record has only the step
+        where = " ".join(f"{k} {self.best[k]}" for k in ("stage", "epoch") if k in self.best)
+        step = f"step {self.best.get('global_step', '?')}"
+        where = f"{where} ({step})" if where else step
         if self.metric is None:
             return f"selected the last epoch, {where}"
         return f"selected {where}: best {self.metric} = {self.best['value']:.4f} ({self.mode})"
