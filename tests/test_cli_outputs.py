@@ -117,3 +117,25 @@ def test_version_comes_from_package_metadata(monkeypatch):
     pyproject = (Path(zoo.__file__).resolve().parents[1] / "pyproject.toml").read_text()
     expected = re.search(r'^version\s*=\s*"([^"]+)"', pyproject, re.MULTILINE).group(1)
     assert _read_version() == f"{expected}+source"
+
+
+def test_retrieve_against_an_index_folder_finds_its_labels_and_leaves_each_query_out(labelled_embeddings, capsys):
+    """An index folder records the embeddings folder it was built from: its rows' labels come from
+    there (or from --labels), so retrieve prints the same metrics as against the embeddings folder."""
+    emb, index = labelled_embeddings / "emb", labelled_embeddings / "gallery"
+    assert main(["index", str(emb), "--out", str(index), "--no-progress"]) == 0
+    capsys.readouterr()
+    runs = {}
+    for name, extra in (("emb", ["--index", str(emb)]), ("index", ["--index", str(index)]),
+                        ("index+labels", ["--index", str(index), "--labels", str(labelled_embeddings / "labels.csv")])):
+        if name == "index+labels":
+            rows = ["id,label"] + [f"{p.parent.name}/{p.name},{p.parent.name}" for p in
+                                   sorted((labelled_embeddings / "tree").glob("*/*.jpg"))]
+            (labelled_embeddings / "labels.csv").write_text("\n".join(rows) + "\n")
+        assert main(["retrieve", "default", *extra, "--query", str(emb), "--json",
+                     "--out", str(labelled_embeddings / f"r-{name}.csv")]) == 0
+        runs[name] = json.loads(capsys.readouterr().out)["metrics"]
+    assert set(runs["index"]) >= {"mAP@100", "R@1"}
+    assert runs["index"]["mAP@100"] == pytest.approx(runs["emb"]["mAP@100"])
+    assert runs["index"]["R@1"] == pytest.approx(runs["emb"]["R@1"])
+    assert runs["index+labels"]["mAP@100"] == pytest.approx(runs["emb"]["mAP@100"])

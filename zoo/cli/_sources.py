@@ -140,6 +140,20 @@ def load_set(
                        identity=store.identity)
 
 
+def index_folder_labels(bundle: Any, folder: str | Path, labels: str | Path | None) -> list[str | None] | None:
+    """The labels of an index folder's rows: from ``labels`` (a CSV), else from the images of the
+    embeddings folder the index was built from (``index.json`` records it); None when unknown."""
+    by_id = _labels_csv(labels) if labels else {}
+    if not by_id:
+        emb = bundle.meta.get("embeddings")
+        if emb and is_embeddings_folder(emb):
+            by_id = recorded_labels(EmbeddingStore(emb).manifest, emb)
+    if not by_id:
+        log.info("%s: no labels for its rows (give --labels CSV): no metrics", folder)
+        return None
+    return [by_id.get(i) for i in bundle.ids]
+
+
 def _labels_csv(path: str | Path) -> dict[str, str]:
     """``id -> label`` from a CSV with an id/path column and a label column."""
     recs = list_images(path, Path(path).parent)

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from zoo.cli._options import embed_options_from_args, preprocesses_from_args, recipe_config_from_args
     from zoo.inference.pipeline import build_postprocessors, inference_config, model_dims_of, retrieve
     from zoo.inference.retrieval import retrieval_metrics
-    from zoo.cli._sources import input_identities, is_embeddings_folder, is_index_folder, load_set
+    from zoo.cli._sources import index_folder_labels, input_identities, is_embeddings_folder, is_index_folder, load_set
     from zoo.inference.submission import write_ranking_result
     from zoo.plugins import get_registry
     from zoo.postprocess import NON_LANDMARK
@@ -87,12 +87,16 @@ def run(args: argparse.Namespace) -> int:
         bundle = IndexBundle.load(args.index)
         bundle.index = to_gpu(bundle.index, fp16=bundle.spec.fp16)
         set_nprobe(bundle.index, bundle.spec.nprobe)
-        index_ids, index_emb, index_labels = bundle.ids, None, None
+        index_ids, index_emb = bundle.ids, None
+        index_labels = index_folder_labels(bundle, args.index, args.labels)
     else:
         same = Path(args.index).resolve() == Path(args.query).resolve()
         gallery = query if same else load_set(args.index, name="index", **common)
         index_ids, index_emb, index_labels = gallery.ids, gallery.embeddings, gallery.labels
-    exclude_self = Path(args.index).resolve() == Path(args.query).resolve()
+    # the same images on both sides: each query leaves itself out (an index folder built from --query too)
+    exclude_self = Path(args.query).resolve() in {
+        Path(args.index).resolve(), *([Path(bundle.meta["embeddings"])] if bundle and bundle.meta.get("embeddings") else [])
+    }
     train = train_labels = None
     if args.train:
         tset = load_set(args.train, name="train", **common)
