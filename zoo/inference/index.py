@@ -15,7 +15,8 @@ On a machine with faiss-gpu and CUDA GPUs, :func:`to_gpu` clones the index onto 
 retrieval pipelines hand to the post-processing orchestrator (flat indexes, on GPU when present).
 
 An index folder (``zoo index EMB --out INDEX``) holds ``index.faiss`` (``faiss.write_index``),
-``ids.json`` (row -> image id) and ``index.json`` (type, dim, count, parameters, source recipe).
+``ids.json`` (row -> image id) and ``index.json`` (type, dim, count, parameters, source recipe, and the
+model identity of the embeddings, :mod:`zoo.inference.identity`).
 """
 
 from __future__ import annotations
@@ -311,5 +312,5 @@ def index_from_store(store_path: str | Path, spec: IndexSpec, *, progress: bool 
     n = len(store)
     index, resolved = build_index(chunks, spec, n, store.dim, progress=progress)
     meta = {"embeddings": str(Path(store_path).resolve()), "recipe": store.manifest.get("recipe"),
-            "checkpoint": store.manifest.get("checkpoint")}
+            "checkpoint": store.manifest.get("checkpoint"), "identity": store.identity.to_dict()}
     return IndexBundle(index, ids, resolved, meta)
