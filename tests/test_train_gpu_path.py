@@ -24,6 +24,10 @@ SYNCING = {"item", "tolist", "cpu", "numpy", "nonzero", "__int__", "__float__", 
            "masked_select", "unique", "argwhere"}
 #: host-side data preparation (runs in loader workers / before the copy), not the step
 HOST_SIDE = ("data.py", "files.py")
+#: functions that read host tensors only (a device tensor is never read: tested below)
+HOST_ONLY = ("check_labels",)
+#: torch's DataLoader: host-only work on host tensors (its seeds come from a CPU generator)
+TORCH_DATA = str(Path(torch.utils.data.__file__).parent)
 
 
 class SyncCounter(TorchFunctionMode):
@@ -40,7 +44,11 @@ class SyncCounter(TorchFunctionMode):
             and args[1].dtype == torch.bool
         if name in SYNCING or bool_index:
             frame = sys._getframe(1)
+            if frame.f_code.co_filename.startswith(TORCH_DATA):
+                return func(*args, **(kwargs or {}))  # the DataLoader's host work (e.g. its base seed)
             while frame is not None and not frame.f_code.co_filename.startswith(ZOO_TRAIN):
+                if frame.f_code.co_name in HOST_ONLY:
+                    return func(*args, **(kwargs or {}))
                 frame = frame.f_back
             if frame is not None and not frame.f_code.co_filename.endswith(HOST_SIDE):
                 state = self.state_ref[0] if self.state_ref else None
@@ -156,3 +164,21 @@ def test_loss_label_check_does_not_read_device_tensors():
     check_labels(torch.zeros(4, dtype=torch.int64, device="meta"), 10)  # .min().item() would raise on meta
     with pytest.raises(LossInputError):
         check_labels(torch.tensor([0, 12]), 10)
+
+
+def test_step_normalises_like_the_data_config_with_constants_built_once():
+    """TrainStep.normalize == DataConfig.normalize bit for bit; its constants are built once per device
+    (a per-batch torch.tensor(..., device="cuda") would be a blocking host-to-device copy)."""
+    from zoo.data.config import DataConfig
+    from zoo.train.step import TrainStep
+
+    cfg = DataConfig(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    step = TrainStep(torch.nn.Identity(), lambda a, b: a.sum(), torch.optim.SGD([torch.nn.Parameter(torch.ones(1))]),
+                     device=torch.device("cpu"), data_config=cfg, channels_last=True)
+    x = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
+    assert torch.equal(step.normalize(x), cfg.normalize(x, channels_last=False))
+    consts = step._norm_consts[torch.device("cpu")]
+    prepared = step.prepare(x)
+    assert step._norm_consts[torch.device("cpu")] is consts
+    assert prepared.is_contiguous(memory_format=torch.channels_last) and torch.equal(prepared, cfg.normalize(x))
+    assert step.prepare(prepared) is prepared  # a prepared batch passes through untouched

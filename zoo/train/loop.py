@@ -6,10 +6,11 @@ generator, then for every micro-batch: optional batch mixing, :class:`zoo.train.
 after each optimizer step the per-step schedule and the EMA. Logging, progress, validation and
 checkpoints are callbacks (:mod:`zoo.train.callbacks`).
 
-On CUDA the batches come through :class:`zoo.train.prefetch.DevicePrefetcher` (the next batch copied
-and normalised on a side stream while this one trains), and nothing inside a step reads a device
-value back to the host: losses accumulate in device tensors that the metrics logger reads every
-``log_every`` steps (``tests/test_train_gpu_path.py`` counts the synchronising calls).
+On CUDA the batches come through :class:`zoo.train.prefetch.DevicePrefetcher`: the next batch is
+copied, normalised and laid out (:meth:`TrainStep.prepare`) on a side stream while this one trains,
+and nothing inside a step reads a device value back to the host: losses accumulate in device tensors
+that the metrics logger reads every ``log_every`` steps (``tests/test_train_gpu_path.py`` counts the
+synchronising calls).
 
 Determinism (bit-identical resume): the batch order is a pure function of (seed, stage, epoch, rank);
 augmentation randomness is seeded per sample (:class:`zoo.train.data.SeededDataset`); mixing uses a
@@ -105,10 +106,6 @@ class EpochLoop:
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
 
-    def _device_images(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 batches -> the model's normalised float input (on the prefetcher's side stream)."""
-        return self.step.normalize(images) if images.dtype == torch.uint8 else images
-
     def run(self, stage: Stage, epoch: int, sched_epoch: int, skip: int = 0) -> bool:
         """Epoch ``epoch`` of ``stage`` (``sched_epoch``: its 0-based position in the schedule group),
         from micro-batch ``skip`` on."""
@@ -125,7 +122,7 @@ class EpochLoop:
         cbs.on_epoch_start(state, ep)
         stopped = False
         # CUDA: the next batch is copied and normalised on a side stream while this one trains (CPU: as is)
-        batches_on_device = DevicePrefetcher(loader, ctx.device, transform_images=self._device_images)
+        batches_on_device = DevicePrefetcher(loader, ctx.device, transform_images=self.step.prepare)
         for b, batch in enumerate(batches_on_device, start=skip):
             ep.batch = b
             state.skips.add_batch(batch.get("skipped"))
