@@ -3,7 +3,9 @@
 zoo side: ``zoo.train.engine.Trainer`` (the real loop: sampler, per-sample dataset + collate, AMP
 step, schedule, EMA off, logging) on an in-memory :class:`zoo.train.data.TensorSource` whose images
 are already at the training size. Plain side: the same recipe model (same init), the same registered
-loss, ``torch.optim.Adam``, batches sliced from one pre-built tensor, autocast (+ GradScaler for fp16).
+loss, ``torch.optim.Adam`` (torch's default implementation; ``--plain-fused`` also times it with its
+fused kernel, which zoo's ``adam`` uses by default), batches sliced from one pre-built tensor, autocast
+(+ GradScaler for fp16).
 Both time the steps after a warm-up. Goal: zoo >= 0.95x the plain loop's img/s.
 
     python benchmarks/train_step.py --device cpu                 # dev box: small images
@@ -68,7 +70,7 @@ def run_zoo(args: argparse.Namespace, device: torch.device, n_classes: int) -> f
     return args.steps * args.batch_size / (last["time"] - first["time"])
 
 
-def run_plain(args: argparse.Namespace, device: torch.device, n_classes: int) -> float:
+def run_plain(args: argparse.Namespace, device: torch.device, n_classes: int, fused: bool = False) -> float:
     from zoo.assembly import build_model
     from zoo.plugins import get_registry
 
@@ -79,7 +81,8 @@ def run_plain(args: argparse.Namespace, device: torch.device, n_classes: int) ->
         model = model.to(memory_format=torch.channels_last)
     loss_fn = reg.create("loss", "arcface_dynamic", s=45.0).to(device)
     loss_fn.set_class_counts(np.full(n_classes, 2))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    # torch's default Adam (what a plain loop writes), or its fused kernel (what zoo's adam uses by default)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True if fused else None)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -126,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps (default 5)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     ap.add_argument("--repeats", type=int, default=2, help="alternate zoo/plain this many times, keep the best")
+    ap.add_argument("--plain-fused", action="store_true",
+                    help="also time the plain loop with Adam(fused=True), zoo's adam default "
+                         "(isolates the loop's own overhead)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args(argv)
     if args.steps % args.warmup:
@@ -134,18 +140,25 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    zoo_ips, plain_ips = [], []
+    zoo_ips, plain_ips, fused_ips = [], [], []
     for _ in range(args.repeats):
         plain_ips.append(run_plain(args, device, args.classes))
+        if args.plain_fused:
+            fused_ips.append(run_plain(args, device, args.classes, fused=True))
         zoo_ips.append(run_zoo(args, device, args.classes))
     result = {
         "benchmark": "train_step", "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "backbone": args.backbone, "image_size": args.image_size, "batch_size": args.batch_size,
         "classes": args.classes, "amp": args.amp, "channels_last": args.channels_last,
+        "workers": args.workers, "threads": args.threads,
         "zoo_img_s": round(max(zoo_ips), 2), "plain_img_s": round(max(plain_ips), 2),
         "ratio": round(max(zoo_ips) / max(plain_ips), 3),
         "all_zoo": [round(v, 2) for v in zoo_ips], "all_plain": [round(v, 2) for v in plain_ips],
     }
+    if fused_ips:
+        result.update({"plain_fused_img_s": round(max(fused_ips), 2),
+                       "ratio_vs_plain_fused": round(max(zoo_ips) / max(fused_ips), 3),
+                       "all_plain_fused": [round(v, 2) for v in fused_ips]})
     print(json.dumps(result))
     return 0
 

@@ -26,7 +26,8 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_process_gloo_equals_single_process(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    # the checkout under test (HERE.parent) before any installed zoo; HERE for test_train_support
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
     single = subprocess.Popen(
         [sys.executable, str(WORKER), "run", str(tmp_path / "single"), *COMMON, "batch_size=8"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

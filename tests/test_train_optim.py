@@ -288,3 +288,28 @@ def test_ranger_matches_the_released_update_on_a_tiny_problem():
                                           **variant)
         gap = max(float(np.abs(o - r).max()) for o, r in zip(other[-1], ref[-1]))
         assert gap > 100 * max(worst, 1e-7), (variant, gap)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_optimizers_use_the_fused_kernel_where_torch_has_one(registry, name):
+    """fused by default on CPU/CUDA float parameters (generator groups too), ``fused: false`` honoured,
+    and the fused update equals torch's default one."""
+    torch.manual_seed(0)
+    ps = [nn.Parameter(torch.randn(5, 3)), nn.Parameter(torch.randn(3))]
+    grads = [torch.randn_like(p) for p in ps]
+    opts = {}
+    for fused in (None, False):
+        copies = [nn.Parameter(p.detach().clone()) for p in ps]
+        groups = [{"params": (c for c in copies), "lr": 1e-2}]  # a generator: iterated more than once
+        kw = {} if fused is None else {"fused": fused}
+        opt = registry.create("optimizer", name, groups, lr=1e-2, **kw)
+        assert len(opt.param_groups[0]["params"]) == 2
+        for c, g in zip(copies, grads):
+            c.grad = g.clone()
+        opt.step()
+        opts[fused] = (opt, copies)
+    assert opts[None][0].defaults["fused"] is True and not opts[False][0].defaults["fused"]
+    for a, b in zip(opts[None][1], opts[False][1]):
+        assert torch.allclose(a, b, atol=1e-6) and not torch.equal(a, torch.zeros_like(a))
+    on_meta = [nn.Parameter(torch.ones(2, device="meta"))]  # no fused kernel there: torch's default
+    assert not registry.create("optimizer", name, on_meta, lr=1e-2).defaults["fused"]

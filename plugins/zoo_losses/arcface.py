@@ -60,10 +60,13 @@ class LossInputError(ZooError, ValueError):
 
 
 def check_labels(target: torch.Tensor, num_classes: int) -> None:
-    """int class ids of shape ``(B,)`` within ``[0, num_classes)``, or a :class:`LossInputError`."""
+    """int class ids of shape ``(B,)`` within ``[0, num_classes)``, or a :class:`LossInputError`.
+
+    The range is checked for host tensors only: reading a GPU tensor's min/max would synchronise
+    the training step with the host every step; there ``one_hot``/``scatter`` assert on the device."""
     if target.ndim != 1:
         raise LossInputError(f"integer targets must have shape (B,), got {tuple(target.shape)}")
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
+    if target.numel() and target.device.type == "cpu" and (int(target.min()) < 0 or int(target.max()) >= num_classes):
         raise LossInputError(
             f"target class ids must lie in [0, {num_classes}), got [{int(target.min())}, {int(target.max())}]"
         )

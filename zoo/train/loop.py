@@ -6,6 +6,12 @@ generator, then for every micro-batch: optional batch mixing, :class:`zoo.train.
 after each optimizer step the per-step schedule and the EMA. Logging, progress, validation and
 checkpoints are callbacks (:mod:`zoo.train.callbacks`).
 
+On CUDA the batches come through :class:`zoo.train.prefetch.DevicePrefetcher`: the next batch is
+copied, normalised and laid out (:meth:`TrainStep.prepare`) on a side stream while this one trains,
+and nothing inside a step reads a device value back to the host: losses accumulate in device tensors
+that the metrics logger reads every ``log_every`` steps (``tests/test_train_gpu_path.py`` counts the
+synchronising calls).
+
 Determinism (bit-identical resume): the batch order is a pure function of (seed, stage, epoch, rank);
 augmentation randomness is seeded per sample (:class:`zoo.train.data.SeededDataset`); mixing uses a
 generator seeded from (seed, global step, batch); a resumed epoch skips the batches already done.
@@ -27,6 +33,7 @@ from zoo.train.callbacks import Callback, EpochState
 from zoo.train.config import Stage
 from zoo.train.data import SeededDataset, epoch_batches
 from zoo.train.errors import TrainError
+from zoo.train.prefetch import DevicePrefetcher
 from zoo.train.state import TrainState, fresh_meters
 from zoo.train.step import TrainStep
 
@@ -114,7 +121,9 @@ class EpochLoop:
             [state.meters["loss_sum"], state.meters["count"]], dtype=torch.float64, device=ctx.device))
         cbs.on_epoch_start(state, ep)
         stopped = False
-        for b, batch in enumerate(loader, start=skip):
+        # CUDA: the next batch is copied and normalised on a side stream while this one trains (CPU: as is)
+        batches_on_device = DevicePrefetcher(loader, ctx.device, transform_images=self.step.prepare)
+        for b, batch in enumerate(batches_on_device, start=skip):
             ep.batch = b
             state.skips.add_batch(batch.get("skipped"))
             window_start = (b // stage.accumulate) * stage.accumulate

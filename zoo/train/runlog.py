@@ -77,7 +77,10 @@ class MetricsLog:
 class MetricsLogger(Callback):
     """Writes a ``train`` record (mean loss over the window, lr, images/s) every ``log_every`` optimizer
     steps and at the end of an epoch, and the end-of-epoch record (train loss, validation metrics),
-    which also goes into the run's history. The window's loss is reduced across ranks."""
+    which also goes into the run's history. The window's loss is reduced across ranks.
+
+    Between records nothing is read back from the device: the window's loss sums accumulate in a
+    device tensor, read (one host synchronisation) only when a record is written."""
 
     def __init__(self, metrics: MetricsLog, ctx: DistContext, log_every: int) -> None:
         self.metrics, self.ctx, self.log_every = metrics, ctx, max(1, int(log_every))
@@ -99,8 +102,8 @@ class MetricsLogger(Callback):
     def on_step_end(self, state: TrainState, epoch: EpochState) -> None:
         if state.global_step % self.log_every != 0 and not epoch.last_batch:
             return
+        tot = self.ctx.all_reduce_sum(self.window.tolist())  # the one host sync, every log_every steps
         ips = self.seen * self.ctx.world_size / max(1e-9, time.perf_counter() - self.t0)
-        tot = self.ctx.all_reduce_sum(self.window.tolist())
         record = {"kind": "train", "stage": epoch.stage.index, "epoch": epoch.epoch, "global_step": state.global_step,
                   "loss": tot[0] / max(1.0, tot[1]), "lr": epoch.lr, "img_per_s": ips, "time": time.time()}
         self.metrics.write(record)

@@ -88,12 +88,30 @@ class TrainStep:
         self.on_step = on_step
         self.last_grad_norm: torch.Tensor | None = None
         self.data_config = data_config  # normalises uint8 batches on the device
+        self._norm_consts: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``B x 3 x H x W`` on the device -> the model's normalised float input."""
+        """uint8 ``B x 3 x H x W`` on the device -> the model's normalised float input, the arithmetic of
+        :meth:`DataConfig.normalize` with its ``255 mean`` / ``255 std`` built once per device (building them
+        per batch is a pageable host-to-device copy, which blocks the host on CUDA)."""
         if self.data_config is None:
             raise ValueError("uint8 images need TrainStep(data_config=...) to normalise them")
-        return self.data_config.normalize(images, channels_last=False)
+        consts = self._norm_consts.get(images.device)
+        if consts is None:
+            cfg = self.data_config
+            consts = tuple(torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1).mul(255.0).to(images.device)
+                           for v in (cfg.mean, cfg.std))
+            self._norm_consts[images.device] = consts
+        mean, std = consts
+        return (images.float() - mean) / std
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch as the model takes it: on the device, normalised (uint8 in), in the step's memory
+        format. The CUDA prefetcher calls it on its side stream; on a prepared batch every part is a no-op."""
+        images = images.to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            images = self.normalize(images)
+        return images.contiguous(memory_format=self.memory_format)
 
     def _sync_context(self, sync: bool) -> Any:
         no_sync = getattr(self.model, "no_sync", None)
@@ -101,10 +119,7 @@ class TrainStep:
 
     def __call__(self, images: torch.Tensor, targets: "torch.Tensor | MixedTargets", *, last_micro: bool = True,
                  divisor: int | None = None) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True)
-        if images.dtype == torch.uint8:
-            images = self.normalize(images)
-        images = images.contiguous(memory_format=self.memory_format)
+        images = self.prepare(images)
         targets = targets.to(self.device, non_blocking=True)
         with self._sync_context(last_micro):
             with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
