@@ -139,3 +139,15 @@ def test_retrieve_against_an_index_folder_finds_its_labels_and_leaves_each_query
     assert runs["index"]["mAP@100"] == pytest.approx(runs["emb"]["mAP@100"])
     assert runs["index"]["R@1"] == pytest.approx(runs["emb"]["R@1"])
     assert runs["index+labels"]["mAP@100"] == pytest.approx(runs["emb"]["mAP@100"])
+
+
+def test_zoo_no_progress_hides_the_progress_bars_of_every_command(labelled_embeddings, tmp_path, monkeypatch, capsys):
+    tree = labelled_embeddings / "tree"
+    capsys.readouterr()
+    assert main(["embed", "default", "--images", str(tree), "--out", str(tmp_path / "a"),
+                 *[t for t in TINY if t != "--no-progress"]]) == 0
+    assert "%|" in capsys.readouterr().err  # tqdm draws a bar by default
+    monkeypatch.setenv("ZOO_NO_PROGRESS", "1")
+    assert main(["embed", "default", "--images", str(tree), "--out", str(tmp_path / "b"),
+                 *[t for t in TINY if t != "--no-progress"]]) == 0
+    assert "%|" not in capsys.readouterr().err

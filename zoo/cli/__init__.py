@@ -17,6 +17,7 @@ import sys
 from typing import Sequence
 
 from zoo.cli._errors import EXIT_OK, EXIT_USAGE, report_error
+from zoo.weights.env import progress_enabled
 from zoo.cli._options import add_verbosity_args
 from zoo.cli._parser import ZooArgumentParser
 from zoo.cli._verbosity import configure_logging, hide_progress, verbosity_of
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # usage errors exit 2 (argparse)
     verbosity = verbosity_of(args)
     configure_logging(verbosity)
-    if verbosity < 0:
+    if verbosity < 0 or not progress_enabled():  # -q, or ZOO_NO_PROGRESS=1
         hide_progress(args)
     if not getattr(args, "func", None):
         parser.print_help()

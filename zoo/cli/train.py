@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     elif ctx.is_main:
         last = result.history[-1] if result.history else {}
         summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
-        print(f"trained {cfg.name}: {result.global_step} optimizer steps; {summary}")
+        print(f"trained {cfg.name}: {result.global_step} optimizer steps" + (f"; {summary}" if summary else ""))
         print(f"weights: {result.weights} ({_describe_selection(result.selection)}); "
               f"load with zoo.create_model('{out}')")
         if result.last_weights:
