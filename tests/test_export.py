@@ -218,3 +218,22 @@ def test_export_reproduces_zoo_embed_on_instance_eval(tmp_path, instance_eval, r
     want = _zoo_embed(eager.model, photos)
     got = torch.cat([_run(out, fmt, x) for x in uint8_photos_of(photos)])
     assert (got * want).sum(1).min() >= EMBED_MIN_COSINE
+
+
+def test_parity_photos_without_the_dev_extra_are_the_bundled_ones(monkeypatch):
+    """A wheel installed without scikit-image/scikit-learn still checks exports on real photos."""
+    import builtins
+
+    from zoo.export import default_photos
+
+    real = builtins.__import__
+
+    def no_dev_extra(name, *args, **kwargs):
+        if name.split(".")[0] in ("skimage", "sklearn"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dev_extra)
+    photos = default_photos()
+    assert len(photos) == 4 and all(p.is_file() and "demo_photos" in p.parts for p in photos)
+    assert len({p.parent.name for p in photos}) == 4

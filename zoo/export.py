@@ -85,11 +85,18 @@ class ImageEmbedder(nn.Module):
 
 
 def default_photos() -> list[Path]:
-    """Real photos shipped inside the scikit-image and scikit-learn wheels, of different aspect ratios and
-    sizes: landscape 3:2, square, portrait (a grey one), a 1000 px JPEG."""
-    import skimage.data
-    import sklearn.datasets
+    """Real photos of different aspect ratios and sizes for the parity check: those shipped inside the
+    scikit-image and scikit-learn wheels (landscape 3:2, square, portrait, a grey one, a 1000 px JPEG)
+    when they are installed (the ``dev`` extra), else four photos bundled with zoo (``zoo/demo_photos``,
+    all square: give ``--photos`` to check other aspect ratios)."""
+    try:
+        import skimage.data
+        import sklearn.datasets
+    except ImportError:
+        from zoo.inference.demo import bundled_photos
 
+        records = bundled_photos()[1]
+        return [Path(r.path) for r in records[:: max(1, len(records) // 4)][:4]]
     sk = Path(skimage.data.__file__).parent
     sl = Path(sklearn.datasets.__file__).parent / "images"
     return [sk / "chelsea.png", sk / "coffee.png", sk / "astronaut.png", sk / "cell.png",
