@@ -6,13 +6,17 @@ Examples:
 
 Output columns: ``id`` (query), ``images`` (space-separated neighbour ids, best first), ``scores``
 (space-separated inner products). Queries are searched in chunks; with faiss-gpu and CUDA the
-index is cloned onto every GPU (sharded) unless --cpu is given. Query shards are read one at a
-time, so memory does not grow with the number of queries.
+index is cloned onto every GPU (sharded); with CUDA but no faiss-gpu a flat index is searched on the
+GPU as chunked matmul + top-k in torch (--gpu-storage float16/bfloat16 halves its memory);
+--device cpu keeps everything on the CPU. Query shards are read one at a time, so memory does not
+grow with the number of queries.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from zoo.cli._options import choice_of
 
 COMMAND = "search"
 HELP = "top-k search of query embeddings in a faiss index (CSV out)"
@@ -24,24 +28,30 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", type=int, default=100, help="neighbours per query (default: 100)")
     p.add_argument("--out", default="neighbours.csv", help="output CSV (id,images,scores; default: neighbours.csv)")
     p.add_argument("--nprobe", type=int, default=None, help="IVF lists visited (default: as stored)")
+    p.add_argument("--ef-search", type=int, default=None, help="HNSW candidates per query (default: as stored)")
     p.add_argument("--chunk", type=int, default=16384, help="queries per search call (default: 16384)")
-    p.add_argument("--cpu", action="store_true", help="search on the CPU even when faiss-gpu and CUDA exist")
+    p.add_argument("--device", type=choice_of("zoo.inference.index:SEARCH_DEVICES"), default="auto",
+                   help="auto (GPU when faiss-gpu or CUDA is present), cpu or cuda (default: auto)")
+    p.add_argument("--gpu-storage", type=choice_of("zoo.inference.index:GPU_STORAGES"), default=None,
+                   help="flat index on CUDA without faiss-gpu: float32, float16 or bfloat16 "
+                        "(default: float16 for --fp16 indexes, else float32)")
+    p.add_argument("--cpu", action="store_true", help="same as --device cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of text")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.inference.index import IndexBundle, set_nprobe, to_gpu
+    from zoo.inference.index import IndexBundle, set_search_params, to_gpu
     from zoo.inference.results import write_neighbours_csv
     from tqdm.auto import tqdm
 
     from zoo.inference.shards import EmbeddingStore
 
     bundle = IndexBundle.load(args.index)
-    if not args.cpu:
-        bundle.index = to_gpu(bundle.index, fp16=bundle.spec.fp16)
-    set_nprobe(bundle.index, args.nprobe)
+    set_search_params(bundle.index, args.nprobe, args.ef_search)
+    bundle.index = to_gpu(bundle.index, fp16=bundle.spec.fp16, device="cpu" if args.cpu else args.device,
+                          storage=args.gpu_storage)
     store = EmbeddingStore(args.query)
     store.check_complete()
 
