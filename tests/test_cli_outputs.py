@@ -13,7 +13,7 @@ import pytest
 import zoo
 from zoo.cli import build_parser, main
 
-TINY = ["--no-pretrained", "model.backbone.name=mobilenetv2_035", "data.image_size=64", "--device", "cpu",
+TINY = ["--no-pretrained", "--allow-random-weights", "model.backbone.name=mobilenetv2_035", "data.image_size=64", "--device", "cpu",
         "--workers", "0", "--no-progress"]
 #: listing and reporting commands: each has --json
 JSON_COMMANDS = [["recipes"], ["components"], ["info"], ["plugins"], ["evaluate"], ["embed"], ["index"], ["search"],

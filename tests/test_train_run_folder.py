@@ -167,18 +167,18 @@ def test_cli_errors_are_one_line_and_unknown_backbone_leaves_nothing(tmp_path, c
                 "--no-pretrained", "--no-progress"]
 
     out = tmp_path / "runs" / "x"
-    assert main([*base("model.backbone.name=no_such_net"), "--out", str(out)]) == 2
+    assert main([*base("model.backbone.name=no_such_net"), "--out", str(out)]) == 1  # a user error (zoo.cli._errors: 2 is for usage errors)
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("zoo train: error:") and "no_such_net" in err[-1]
     assert not out.exists() and not (tmp_path / "runs").exists()
-    assert main([*base(), "--out", str(out), "--resume"]) == 2
+    assert main([*base(), "--out", str(out), "--resume"]) == 1  # a user error (zoo.cli._errors: 2 is for usage errors)
     assert "drop --resume" in capsys.readouterr().err
     assert not out.exists()
     assert main([*base(), "--out", str(out)]) == 0
     capsys.readouterr()
-    assert main([*base(), "--out", str(out)]) == 2
+    assert main([*base(), "--out", str(out)]) == 1  # a user error (zoo.cli._errors: 2 is for usage errors)
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "already holds a run of 'default-finetune'" in err and "--overwrite" in err
-    assert main([*base("train.lr=0.5"), "--out", str(out), "--resume"]) == 2
+    assert main([*base("train.lr=0.5"), "--out", str(out), "--resume"]) == 1  # a user error (zoo.cli._errors: 2 is for usage errors)
     assert "train.lr" in capsys.readouterr().err
     assert main([*base(), "--out", str(out), "--overwrite"]) == 0

@@ -58,8 +58,10 @@ def test_validator_gap_is_the_registry_gap_of_the_model_predictions(registry):
     split = src.train_split("train", image_size=16, augment=None, seed=0)
     val = src.val_split(image_size=16, augment=None, label_names=split.label_names)
     assert (val.targets == -1).sum() == 3
-    v = Validator(val, ctx=DistContext(), registry=reg, mean=(0.5,) * 3, std=(0.25,) * 3, batch_size=5,
-                  amp="off", workers=0)
+    from zoo.data.config import DataConfig
+
+    v = Validator(val, ctx=DistContext(), registry=reg, data_config=DataConfig(16, mean=(0.5,) * 3, std=(0.25,) * 3),
+                  batch_size=5, amp="off", workers=0)
     ep = EpochState(resolve_plan(cfg).stages[0], 1, 1, record={"kind": "val"})
     v.on_epoch_end(TrainState(model=model), ep)
     x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25

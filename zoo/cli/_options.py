@@ -71,7 +71,24 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "--pretrained", dest="pretrained", action=argparse.BooleanOptionalAction, default=None,
         help="load the recipe's default weights from the manifest (default: yes unless --checkpoint is given)",
     )
+    add_random_weights_args(p)
     add_override_args(p)
+
+
+def add_random_weights_args(p: argparse.ArgumentParser) -> None:
+    """``--allow-random-weights`` (embed with layers no weights file fills) and ``--seed`` (their initialisation)."""
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="embed even when layers that shape the descriptor have no weights (e.g. --no-pretrained, "
+                        "a neck without weights); their initialisation is seeded with --seed and recorded")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initialisation of layers no weights file fills (default: 0)")
+
+
+def add_mixed_models_arg(p: argparse.ArgumentParser) -> None:
+    """``--allow-mixed-models``: compare vectors whose recorded model identities differ (a warning, not an error)."""
+    p.add_argument("--allow-mixed-models", action="store_true",
+                   help="compare vectors embedded by different models (recipe, weights, config, preprocessing or "
+                        "flip-TTA differ); refused by default, since their scores mean nothing")
 
 
 def add_embed_args(p: argparse.ArgumentParser, *, image_size: bool = True) -> None:
@@ -86,7 +103,20 @@ def add_embed_args(p: argparse.ArgumentParser, *, image_size: bool = True) -> No
     g.add_argument("--amp", type=choice_of("zoo.inference.embed:AMP_MODES"), default="auto",
                    help="autocast: auto (bf16/fp16 on CUDA, off on CPU), off, bf16 or fp16 (default: auto)")
     g.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when available), cpu, cuda, cuda:1, ...")
+    g.add_argument("--decode", type=choice_of("zoo.inference.gpu_decode:DECODE_MODES"), default="auto",
+                   help="where images are decoded: auto (JPEG batches on a CUDA device with nvJPEG, else the CPU), "
+                        "cpu (PIL on the CPU), device (JPEG batches on --device) (default: auto)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def recipe_config_from_args(args: argparse.Namespace, registry: Any = None) -> Any:
+    """The resolved config of ``args.recipe`` (a recipe name, a run folder of zoo train, or none with a
+    self-describing ``--checkpoint``) with the command line's overrides; nothing is built."""
+    from zoo.factory import resolve_model_config
+
+    cfg, _ = resolve_model_config(args.recipe, checkpoint=args.checkpoint, overrides=list(args.overrides),
+                                  registry=registry)
+    return cfg
 
 
 def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
@@ -95,8 +125,10 @@ def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]
 
     pretrained = args.pretrained if args.pretrained is not None else args.checkpoint is None
     model = create_model(
-        args.recipe, pretrained=bool(pretrained), checkpoint=args.checkpoint, overrides=list(args.overrides)
+        args.recipe, pretrained=bool(pretrained), checkpoint=args.checkpoint, overrides=list(args.overrides),
+        seed=getattr(args, "seed", 0),
     )
+    check_weights_not_random(model, args, head=False)
     checkpoint = getattr(model, "checkpoint", None) or args.checkpoint
     meta = {
         "recipe": getattr(model, "recipe", None) or args.recipe,
@@ -105,6 +137,30 @@ def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]
         "overrides": list(args.overrides),
     }
     return model, meta
+
+
+def check_weights_not_random(model: nn.Module, args: argparse.Namespace, *, head: bool) -> None:
+    """Refuse a model whose descriptor (with ``head``: also its head) has randomly initialised tensors,
+    unless ``--allow-random-weights`` (:class:`~zoo.weights.origin.RandomWeightsError`)."""
+    from zoo.weights.origin import RandomWeightsError
+
+    origin = getattr(model, "weights_origin", None)
+    if origin is None or getattr(args, "allow_random_weights", False):
+        return
+    names = list(origin.random) + (list(origin.random_head) if head else [])
+    if not names:
+        return
+    what = origin.describe_random() if origin.random else origin.describe_random(head=True)
+    source = ("--no-pretrained" if getattr(args, "pretrained", None) is False
+              else "these weights" if (getattr(args, "checkpoint", None) or getattr(args, "pretrained", None))
+              else "its default weights")
+    role = "its descriptors" if origin.random else "its head's class scores"
+    raise RandomWeightsError(
+        f"recipe '{getattr(model, 'recipe', None) or args.recipe}' with {source} has {what}, so {role} would be "
+        "noise that no later run could match; load weights that fill them (--checkpoint RUN, or the recipe's "
+        "manifest weights: zoo weights list), or pass --allow-random-weights to use the seeded random "
+        f"initialisation (--seed {getattr(args, 'seed', 0)}, recorded in the output)"
+    )
 
 
 def preprocesses_from_args(model: nn.Module, args: argparse.Namespace) -> list[DataConfig]:
@@ -139,5 +195,6 @@ def embed_options_from_args(args: argparse.Namespace, **extra: Any) -> EmbedOpti
         amp=args.amp,
         device=args.device,
         progress=not args.no_progress,
+        decode=args.decode,
         **extra,
     )

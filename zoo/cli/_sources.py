@@ -27,7 +27,8 @@ from torch import nn
 
 from zoo.data.images import list_images
 from zoo.inference.embed import EmbedOptions, embed_to_folder
-from zoo.data.config import DataConfig
+from zoo.inference.identity import ModelIdentity
+from zoo.data.config import DataConfig, model_data_configs
 from zoo.inference.shards import MANIFEST, EmbeddingStore
 from zoo.registry import ZooError
 
@@ -47,6 +48,7 @@ class EmbeddedSet:
     labels: list[str | None] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     skipped: list[Any] = field(default_factory=list)
+    identity: ModelIdentity | None = None  # the model that made the embeddings (None: not known)
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -63,6 +65,41 @@ def is_index_folder(path: str | Path) -> bool:
 
 def is_embeddings_folder(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
+
+
+def source_identity(source: str | Path) -> ModelIdentity | None:
+    """The recorded model identity of an embeddings or index folder (None for images)."""
+    if is_embeddings_folder(source):
+        return EmbeddingStore(source).identity
+    if is_index_folder(source):
+        return ModelIdentity.from_manifest(json.loads((Path(source) / "index.json").read_text()))
+    return None
+
+
+def input_identities(
+    model: nn.Module | None,
+    preprocesses: Sequence[DataConfig] | None,
+    options: EmbedOptions,
+    inputs: Sequence[tuple[str, str | Path | None]],
+    *,
+    recipe: str | None = None,
+) -> list[tuple[str, ModelIdentity | None]]:
+    """``(what, identity)`` of a command's inputs (``(flag, path)``; None paths left out): each folder's
+    recorded identity, and the command's model for image inputs - known before anything is embedded."""
+    sides: list[tuple[str, ModelIdentity | None]] = []
+    images = False
+    for flag, path in inputs:
+        if path is None:
+            continue
+        ident = source_identity(path)
+        images = images or ident is None
+        if ident is not None:
+            sides.append((f"{flag} {path}", ident))
+    if model is not None and images:
+        pre = preprocesses if preprocesses is not None else model_data_configs(model)
+        sides.insert(0, (f"recipe '{recipe or getattr(model, 'recipe', '?')}' (embedding the images)",
+                         ModelIdentity.of_model(model, pre, flip_tta=options.flip_tta)))
+    return sides
 
 
 def load_set(
@@ -84,7 +121,7 @@ def load_set(
         store = EmbeddingStore(source)
         ids, emb = store.load()
         label_map = label_map or recorded_labels(store.manifest, source)
-        return EmbeddedSet(ids, emb, [label_map.get(i) for i in ids] if label_map else [])
+        return EmbeddedSet(ids, emb, [label_map.get(i) for i in ids] if label_map else [], identity=store.identity)
     if is_index_folder(source):
         raise SourceError(f"{source} is an index folder; it can only be the gallery (--index) side")
     if not source.exists():
@@ -99,7 +136,8 @@ def load_set(
     ids, emb = store.load()
     by_id = {r.id: r for r in records}
     labs = [label_map.get(i, by_id[i].label) if label_map else by_id[i].label for i in ids]
-    return EmbeddedSet(ids, emb, labs, {i: by_id[i].path for i in ids}, store.skipped() or report.skipped)
+    return EmbeddedSet(ids, emb, labs, {i: by_id[i].path for i in ids}, store.skipped() or report.skipped,
+                       identity=store.identity)
 
 
 def _labels_csv(path: str | Path) -> dict[str, str]:

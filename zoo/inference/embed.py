@@ -1,7 +1,12 @@
 """Embedding at scale: records -> DataLoader -> shape buckets -> model -> shards on disk.
 
 * **Decode once.** Workers decode each image once and resize it for every model input (ensemble
-  members at their own sizes); the device normalises and runs each member on its own input.
+  members at their own sizes); the device normalises and runs each member on its own input. Without
+  workers (the CPU default) a thread per core decodes each chunk between forward passes.
+* **JPEGs decoded on the GPU.** On CUDA (``decode="auto"``) workers only read JPEG bytes; the main
+  process decodes them in batches with nvJPEG and resizes them on the GPU exactly as PIL does
+  (:mod:`zoo.inference.gpu_decode`); other files and files nvJPEG rejects take the CPU path.
+  ``decode="cpu"`` forces the CPU path.
 * **Buckets, no padding.** Samples are grouped by exact input shape (``long_side`` resizing keeps
   the aspect ratio), a bucket runs when it holds ``batch_size`` samples, the rest when a shard
   ends. Each descriptor is the batch-1 descriptor: nothing is padded or cropped.
@@ -31,7 +36,9 @@ from torch import nn
 from zoo.data.config import DataConfig, model_data_configs
 from zoo.data.images import ImageRecord
 from zoo.distributed import DistContext
-from zoo.inference.dataset import ImageStream, default_num_workers, sample_loader
+from zoo.inference.dataset import ImageStream, default_decode_threads, default_num_workers, sample_loader
+from zoo.inference.gpu_decode import DECODE_MODES, DeviceChunks, uses_device_decoding
+from zoo.inference.identity import ModelIdentity
 from zoo.inference.shards import (
     MANIFEST,
     EmbeddingStore,
@@ -59,10 +66,13 @@ class EmbedOptions:
     channels_last: bool = True
     device: str = "auto"  # auto: cuda:LOCAL_RANK when CUDA is available, else cpu
     progress: bool = True
+    decode: str = "auto"  # auto: JPEG batches decoded on a CUDA device (nvJPEG), else on the CPU
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_MODES:
             raise EmbeddingStoreError(f"amp must be one of {', '.join(AMP_MODES)}, got '{self.amp}'")
+        if self.decode not in DECODE_MODES:
+            raise EmbeddingStoreError(f"decode must be one of {', '.join(DECODE_MODES)}, got '{self.decode}'")
         if self.batch_size < 1 or self.shard_size < 1:
             raise EmbeddingStoreError("batch_size and shard_size must be >= 1")
 
@@ -196,15 +206,20 @@ def iter_embeddings(
     num_workers: int | None = None,
     on_batch: Callable[[int], None] | None = None,
     with_head: bool = False,
+    decode: str = "auto",
 ) -> Iterator[tuple[torch.Tensor, Any, list[tuple[int, str]]]]:
     """Yield ``(record indices int64 B, embeddings B x D, [(index, error), ...])`` per batch.
 
     Batches are shape buckets; the indices say which records the rows belong to. The embeddings
     stay on the embedder's device (no per-batch synchronisation; move them once per shard). With
-    ``with_head`` the second item is ``(embeddings, head cosines or None)``.
+    ``with_head`` the second item is ``(embeddings, head cosines or None)``. ``decode``: see
+    :data:`zoo.inference.gpu_decode.DECODE_MODES`.
     """
-    stream = ImageStream(records, embedder.preprocesses)
     workers = default_num_workers(embedder.device.type) if num_workers is None else num_workers
+    on_device = uses_device_decoding(decode, embedder.device)
+    stream = ImageStream(records, embedder.preprocesses, threads=default_decode_threads(workers),
+                         jpeg_bytes=on_device)
+    device_chunks = DeviceChunks(stream.distinct, embedder.device, stream.load_groups) if on_device else None
     pin = embedder.device.type == "cuda"
     buckets: dict[Any, list[tuple[torch.Tensor, list[torch.Tensor]]]] = {}
     counts: dict[Any, int] = {}
@@ -241,20 +256,26 @@ def iter_embeddings(
             counts[key] = n - stop
 
     loader = sample_loader(stream, indices, chunk=batch_size, num_workers=workers, pin_memory=pin)
-    for chunk in loader:
-        errors = [(int(i), str(msg)) for i, msg in chunk["errors"]]
-        if errors:
-            if on_batch:
-                on_batch(len(errors))
-            yield torch.zeros(0, dtype=torch.int64), None, errors
-        for idx, tensors in chunk["groups"]:
-            key = tuple(tuple(t.shape[1:]) for t in tensors)
-            buckets.setdefault(key, []).append((idx, list(tensors)))
-            counts[key] = counts.get(key, 0) + int(idx.numel())
-            if counts[key] >= batch_size:
-                yield from drain(key, full_only=True)
-    for key in list(buckets):
-        yield from drain(key, full_only=False)
+    try:
+        for chunk in loader:
+            groups, chunk_errors = device_chunks(chunk) if device_chunks else (chunk["groups"], chunk["errors"])
+            errors = [(int(i), str(msg)) for i, msg in chunk_errors]
+            if errors:
+                if on_batch:
+                    on_batch(len(errors))
+                yield torch.zeros(0, dtype=torch.int64), None, errors
+            for idx, tensors in groups:
+                key = tuple(tuple(t.shape[1:]) for t in tensors)
+                buckets.setdefault(key, []).append((idx, list(tensors)))
+                counts[key] = counts.get(key, 0) + int(idx.numel())
+                if counts[key] >= batch_size:
+                    yield from drain(key, full_only=True)
+        for key in list(buckets):
+            yield from drain(key, full_only=False)
+    finally:
+        stream.close()
+    if device_chunks:
+        device_chunks.log_counts()
 
 
 class _ShardRows:
@@ -292,10 +313,12 @@ def embed_records(
     progress: bool = False,
     desc: str = "embed",
     heads: list[np.ndarray] | None = None,
+    decode: str = "auto",
 ) -> tuple[list[str], np.ndarray, list[Skipped]]:
     """In memory: ``(ids, N x D float32 in record order, skipped)`` for a small set of records.
 
     With a ``heads`` list, the head's class cosines (``N x C``, same order) are appended to it.
+    ``decode``: see :data:`zoo.inference.gpu_decode.DECODE_MODES`.
     """
     from tqdm.auto import tqdm
 
@@ -304,7 +327,7 @@ def embed_records(
     with tqdm(total=len(records), desc=desc, unit="img", disable=not progress) as bar:
         for idx, emb, errors in iter_embeddings(
             embedder, records, range(len(records)), batch_size=batch_size, num_workers=num_workers,
-            on_batch=bar.update, with_head=heads is not None,
+            on_batch=bar.update, with_head=heads is not None, decode=decode,
         ):
             for i, err in errors:
                 skipped.append(Skipped(records[i].id, str(records[i].path), err))
@@ -339,12 +362,15 @@ def _manifest(
         "flip_tta": options.flip_tta,
         "preprocess": [p.to_dict() for p in embedder.preprocesses],
         **meta,
+        "identity": ModelIdentity.of_model(embedder.model, embedder.preprocesses, flip_tta=options.flip_tta,
+                                           dim=embedder.embedding_dim).to_dict(),
     }
 
 
-#: manifest keys that must match for a run to resume into an existing folder
+#: manifest keys that must match for a run to resume into an existing folder (``identity``: the same
+#: weights - the same seeded random initialisation included - config and preprocessing)
 RESUME_KEYS = ("num_records", "shard_size", "records_sha256", "dim", "dtype", "flip_tta", "preprocess",
-               "recipe", "checkpoint")
+               "recipe", "checkpoint", "identity")
 
 
 def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool, dist: DistContext) -> None:
@@ -358,8 +384,12 @@ def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool, dist: 
         old = EmbeddingStore(out).manifest
         diff = [k for k in RESUME_KEYS if old.get(k) != manifest.get(k)]
         if diff:
+            models = ""
+            if "identity" in diff:
+                models = (f" (written by {ModelIdentity.from_manifest(old).describe()}; this run: "
+                          f"{ModelIdentity.from_manifest(manifest).describe()})")
             raise EmbeddingStoreError(
-                f"{out} holds embeddings written with other settings ({', '.join(diff)} differ); "
+                f"{out} holds embeddings written with other settings ({', '.join(diff)} differ){models}; "
                 "use another --out, or --overwrite to start again"
             )
         return
@@ -427,7 +457,7 @@ def embed_to_folder(
             skipped: list[Skipped] = []
             for idx, emb, errors in iter_embeddings(
                 embedder, records, indices, batch_size=options.batch_size,
-                num_workers=options.num_workers, on_batch=bar.update,
+                num_workers=options.num_workers, on_batch=bar.update, decode=options.decode,
             ):
                 for i, err in errors:
                     skipped.append(Skipped(records[i].id, str(records[i].path), err))

@@ -27,8 +27,9 @@ float16 or bfloat16 storage); approximate indexes then stay on the CPU.
 retrieval pipelines hand to the post-processing orchestrator (flat, on the GPU when present).
 
 An index folder (``zoo index EMB --out INDEX``) holds ``index.faiss`` (``faiss.write_index``),
-``ids.json`` (row -> image id) and ``index.json`` (type, dim, count, parameters, source recipe, and
-for ``auto``/approximate builds the choice and the recall report).
+``ids.json`` (row -> image id) and ``index.json`` (type, dim, count, parameters, source recipe, the
+model identity of the embeddings (:mod:`zoo.inference.identity`), and for ``auto``/approximate builds
+the choice, the memory budget and the recall report).
 """
 
 from __future__ import annotations
@@ -643,5 +644,5 @@ def index_from_store(
     built = build_gallery_index(chunks, len(store), store.dim, spec, memory=memory, flat_max=flat_max, fp16=fp16,
                                 recall_queries=recall_queries, recall_target=recall_target, progress=progress)
     meta = {"embeddings": str(Path(store_path).resolve()), "recipe": store.manifest.get("recipe"),
-            "checkpoint": store.manifest.get("checkpoint"), **built.meta()}
+            "checkpoint": store.manifest.get("checkpoint"), "identity": store.identity.to_dict(), **built.meta()}
     return IndexBundle(built.index, ids, built.spec, meta, built)

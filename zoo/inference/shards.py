@@ -2,7 +2,9 @@
 
 Layout of ``EMB/``::
 
-    manifest.json              # recipe, dim, dtype, shard size, record count and fingerprint
+    manifest.json              # recipe, dim, dtype, shard size, record count and fingerprint, and the
+                               # model identity (zoo.inference.identity: recipe, weights sha256, config,
+                               # preprocessing, dim, flip-TTA) that searches check before mixing folders
     shard-00000.json           # {"ids": [...], "skipped": [{"id", "path", "error"}, ...]}
     shard-00000.safetensors    # {"embeddings": N x D} (float32 or float16), rows in the order of "ids"
 
@@ -18,11 +20,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from zoo.registry import ZooError
+
+if TYPE_CHECKING:
+    from zoo.inference.identity import ModelIdentity
 
 FORMAT = "zoo-embeddings/1"
 MANIFEST = "manifest.json"
@@ -78,6 +83,13 @@ class EmbeddingStore:
     @property
     def dim(self) -> int:
         return int(self.manifest["dim"])
+
+    @property
+    def identity(self) -> "ModelIdentity":
+        """The model that wrote these vectors (what an older folder records, when it has no identity)."""
+        from zoo.inference.identity import ModelIdentity
+
+        return ModelIdentity.from_manifest(self.manifest)
 
     def shard_files(self, k: int) -> tuple[Path, Path]:
         stem = shard_stem(k)

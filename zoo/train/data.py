@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from zoo.data.images import ImageRecord
 from zoo.data.labels import LabelMap
 from zoo.data.splits import SplitIndices, split_from_spec
 from zoo.registry import ZooError
@@ -64,15 +65,38 @@ class Split:
         return np.bincount(t, minlength=self.num_classes).astype(np.int64)
 
 
+@dataclass
+class RetrievalSet:
+    """Images to validate retrieval on: every ``gallery`` image queries the others (``queries`` None),
+    or each of ``queries`` queries the ``gallery``. Labels are instance ids; positives of a query are
+    the gallery images with its label (see :mod:`zoo.train.retrieval_validation`)."""
+
+    gallery: list[ImageRecord]
+    queries: list[ImageRecord] | None = None
+
+    @property
+    def all_vs_all(self) -> bool:
+        return self.queries is None
+
+    def labels(self) -> list[str]:
+        """The distinct labels of the set (queries and gallery)."""
+        recs = self.gallery + (self.queries or [])
+        return sorted({str(r.label) for r in recs if r.label is not None})
+
+
 class DataSource(Protocol):
     """What the trainer asks for at each stage start. ``holdout`` (a split spec) is passed only when
-    the recipe holds validation rows out; ``val_split`` then gets the stage's data ``key``."""
+    the recipe holds validation rows out; ``val_split`` then gets the stage's data ``key``.
+    ``retrieval_set`` gives the validation images as files for retrieval validation (None: the source
+    has no files to give, e.g. in-memory data)."""
 
     def train_split(self, key: str, *, image_size: int, augment: dict[str, Any] | None, seed: int,
                     resample: dict[str, Any] | None = None, holdout: dict[str, Any] | None = None) -> Split: ...
 
     def val_split(self, *, image_size: int, augment: dict[str, Any] | None, label_names: Sequence[str],
                   key: str | None = None) -> Split | None: ...
+
+    def retrieval_set(self, key: str | None = None) -> RetrievalSet | None: ...
 
 
 def hold_out(targets: np.ndarray, spec: dict[str, Any]) -> SplitIndices:
@@ -224,6 +248,11 @@ class TensorSource:
         targets = label_map.encode(labels, unknown=-1)
         ds = TensorImageDataset(images, targets, image_size)
         return Split(ds, targets, list(label_names), unseen_labels=unseen_labels(labels, label_map))
+
+    def retrieval_set(self, key: str | None = None) -> RetrievalSet | None:
+        """None: images in memory are not files that ``zoo embed`` could read (retrieval validation
+        embeds files exactly as ``zoo embed`` does)."""
+        return None
 
 
 

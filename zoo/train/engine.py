@@ -31,16 +31,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from zoo.atomic import write_json
 from zoo.data.config import DataConfig
 from zoo.runs import WEIGHTS_FILE, save_run_weights
 from zoo.data.dataset import SkipReport
 from zoo.distributed import DistContext, init_distributed
 from zoo.registry import Registry
-from zoo.train.callbacks import CallbackList
+from zoo.train.callbacks import Callback, CallbackList, EpochState
 from zoo.train.checkpoint import RESUME_FILE, Checkpointer, Resume, read_resume
 from zoo.train.components import build_loss, build_mixer, build_optimizer, build_sampler
 from zoo.train.config import Stage, TrainPlan, resolve_plan
-from zoo.train.data import DataSource, SeededDataset, Split, epoch_batches
+from zoo.train.data import DataSource, RetrievalSet, SeededDataset, Split, epoch_batches
 from zoo.train.ema import ModelEMA
 from zoo.train.errors import TrainError
 from zoo.train.loop import EpochLoop, capped_batches, steps_per_epoch
@@ -49,7 +50,9 @@ from zoo.train.run_guard import check_resume_config, check_run_folder, clear_run
 from zoo.train.runlog import MetricsLog, MetricsLogger, plot_curves, save_run_info
 from zoo.train.state import Position, TrainState
 from zoo.train.step import TrainStep, make_scaler
-from zoo.train.stage_checks import check_val_labels, describe_split, note_world_size
+from zoo.train.retrieval_validation import RetrievalValidator, read_flip_tta
+from zoo.train.selection import LAST_FILE, SELECTION_FILE, Selection, selection_metadata
+from zoo.train.stage_checks import ValidationChoice, choose_validation, describe_split, note_world_size
 from zoo.train.stage_model import StageModels
 from zoo.train.transitions import StageTransitionError
 from zoo.train.validation import Validator
@@ -68,6 +71,10 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     stopped_early: bool = False
+    #: which epoch ``weights`` holds (``selection.json``; see :mod:`zoo.train.selection`)
+    selection: dict[str, Any] = field(default_factory=dict)
+    #: the last epoch's weights when ``weights`` holds the best epoch's (else None: they are the same)
+    last_weights: Path | None = None
 
 
 @dataclass
@@ -77,6 +84,8 @@ class StageData:
     stage: Stage
     split: Split
     val: Split | None
+    retrieval: RetrievalSet | None
+    validation: ValidationChoice
     rebuilt: bool
     dataset: SeededDataset
     sampler: Any
@@ -143,6 +152,7 @@ class Trainer:
         self.resolved: dict[str, Any] | None = None  # the resolved recipe, recorded in every checkpoint
         self.models = StageModels(cfg, self.registry, self.plan, self.ctx, pretrained)
         self.group_offset = 0
+        self.selection: Selection | None = None  # resolved with the first stage's validation
 
     @property
     def model(self) -> nn.Module | None:
@@ -176,20 +186,63 @@ class Trainer:
             )
 
     # -- weights -------------------------------------------------------------------------------
-    def _save_weights(self, name: str = WEIGHTS_FILE) -> Path | None:
-        """The one place weights for inference are written (every epoch, each stage's end, the run's end)."""
+    def _save_weights(self, name: str = WEIGHTS_FILE, selection: dict[str, Any] | None = None) -> Path | None:
+        """The one place weights for inference are written (every epoch, each stage's end, the run's end);
+        ``selection``: what :mod:`zoo.train.selection` says about them (in their metadata)."""
         state = self.state
         assert state.model is not None
         path = self.run_dir / name
         if self.ctx.is_main:
             # self-describing (zoo.runs): the model's resolved config (real head size), label map, data config
-            meta = {"global_step": str(state.global_step)}
+            meta = {"global_step": str(state.global_step), **(selection_metadata(selection) if selection else {})}
             config = state.model.recipe_cfg
             save_run_weights(path, state.model.state_dict(), config, state.label_names, metadata=meta)
             if state.ema is not None:
                 save_run_weights(path.with_name(path.stem + "_ema.safetensors"), state.ema.state_dict(), config,
                                  state.label_names, metadata=meta)
         return path
+
+    def save_epoch_weights(self, record: dict[str, Any]) -> None:
+        """After a complete epoch: the last weights, and the selected ones when this epoch is the best
+        (``model.safetensors`` always holds the selection; see :mod:`zoo.train.selection`)."""
+        sel = self.selection
+        assert sel is not None
+        best = sel.update(record)
+        if not sel.by_metric:
+            self._save_weights(WEIGHTS_FILE, sel.describe(WEIGHTS_FILE, None))
+            return
+        info = sel.describe(WEIGHTS_FILE, LAST_FILE)
+        self._save_weights(LAST_FILE, info)
+        if best:
+            self._save_weights(WEIGHTS_FILE, info)
+            if self.ctx.is_main:
+                log.info("epoch %d: new best %s = %.4f -> %s", record.get("epoch", 0), sel.metric,
+                         float(record[sel.metric]), self.run_dir / WEIGHTS_FILE)  # type: ignore[index]
+        self._write_selection(info)
+
+    def _write_selection(self, info: dict[str, Any]) -> None:
+        if self.ctx.is_main:
+            write_json(self.run_dir / SELECTION_FILE, info)
+
+    def _save_final_weights(self) -> tuple[Path | None, Path | None]:
+        """At the run's end: the final state as the last weights, and as ``model.safetensors`` too when
+        the rule is ``last`` or no epoch reported the metric; returns ``(selected, last or None)``."""
+        sel = self.selection or Selection(None)
+        if (sel.last or {}).get("global_step") != self.state.global_step:
+            sel.last = {"global_step": self.state.global_step}  # stopped inside an epoch (--max-steps)
+        if not sel.by_metric or sel.best is None:
+            if sel.by_metric and self.ctx.is_main:
+                log.warning("no epoch reported %s (the run stopped before validating): %s holds the last weights",
+                            sel.metric, WEIGHTS_FILE)
+            sel = Selection(None, best={**sel.last, "value": None}, last=sel.last)
+            self.selection = sel
+            info = sel.describe(WEIGHTS_FILE, None)
+            self._write_selection(info)
+            return self._save_weights(WEIGHTS_FILE, info), None
+        info = sel.describe(WEIGHTS_FILE, LAST_FILE)
+        self._save_weights(LAST_FILE, info)
+        self._write_selection(info)
+        return self.run_dir / WEIGHTS_FILE, self.run_dir / LAST_FILE
 
     # -- main loop -----------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -206,6 +259,9 @@ class Trainer:
             resume.restore_counters(state)
         # the recipe's data and model are checked before the run folder is touched
         first = self._prepare_stage(self.plan.stages[start.stage], restoring=resume is not None)
+        self.selection = Selection.resolve(self.plan.select, retrieval=first.validation.retrieve,
+                                           reported=["train_loss", *first.validation.reported()])
+        self.selection.restore(state.history)
         self._open_run_folder(resolved, resume)
         stopped = False
         try:
@@ -217,14 +273,19 @@ class Trainer:
                     break
         finally:
             self.metrics.close()
-        weights = self._save_weights()
+        weights, last = self._save_final_weights()
         self._gather_skips()
+        assert self.selection is not None
         if self.ctx.is_main:
             state.skips.write(self.run_dir / "skipped.json")
             if state.skips:
                 log.warning("%s; see %s", state.skips.summary(), self.run_dir / "skipped.json")
-            plot_curves(self.run_dir)
-        return TrainResult(self.run_dir, weights, state.global_step, state.history, state.skips.rows(), stopped)
+            plot_curves(self.run_dir, selected=self.selection.best)
+            log.info("%s: %s%s", WEIGHTS_FILE, self.selection.summary(),
+                     f"; the last epoch's weights: {LAST_FILE}" if last else "")
+        info = self.selection.describe(WEIGHTS_FILE, LAST_FILE if last else None)
+        return TrainResult(self.run_dir, weights, state.global_step, state.history, state.skips.rows(), stopped,
+                           selection=info, last_weights=last)
 
     def _open_run_folder(self, resolved: dict[str, Any], resume: Resume | None) -> None:
         """Create (or, with ``overwrite``, empty) the run folder and write the run's description; on
@@ -264,9 +325,12 @@ class Trainer:
             raise TrainError(f"stage {stage.name}: the training data '{stage.data}' has no labelled images")
         self.state.skips.merge(split.skipped)
         self.state.label_names = list(split.label_names)
+        key = {"key": stage.data} if holdout is not None else {}
         val = self.source.val_split(image_size=stage.image_size, augment=stage.val_augment, label_names=split.label_names,
-                                    **({"key": stage.data} if holdout is not None else {}))
-        check_val_labels(val, split, self.ctx)
+                                    **key)
+        get_rset = getattr(self.source, "retrieval_set", None)  # DataSources written before retrieval validation
+        rset = get_rset(**key) if callable(get_rset) else None
+        validation = choose_validation(self.plan.validate, val, rset, split, self.ctx)
         if holdout is not None and self.ctx.is_main:
             describe_split(stage, holdout, split, val)
         note_world_size(stage, self.ctx, self.cfg)
@@ -279,7 +343,8 @@ class Trainer:
                 f"stage {stage.name}: {len(split.targets)} images give no full batch of {stage.batch_size} per "
                 f"process (x{self.ctx.world_size}); lower train.batch_size or set drop_last: false"
             )
-        return StageData(stage, split, val, rebuilt, dataset, sampler, n_batches)
+        return StageData(stage, split, val if validation.classify else None,
+                         rset if validation.retrieve else None, validation, rebuilt, dataset, sampler, n_batches)
 
     def _run_stage(self, data: StageData, resume: Resume | None) -> bool:
         state, ctx, stage = self.state, self.ctx, data.stage
@@ -316,11 +381,18 @@ class Trainer:
             clip_grad=stage.clip_grad, channels_last=stage.channels_last, scaler=state.scaler,
             data_config=self.data_cfg,
         )
+        validators: list[Callback] = []
+        if data.val is not None:
+            validators.append(Validator(data.val, ctx=ctx, registry=self.registry, data_config=self.data_cfg,
+                                        batch_size=stage.batch_size, amp=stage.amp, workers=self.plan.workers))
+        if data.retrieval is not None:
+            validators.append(RetrievalValidator(data.retrieval, ctx=ctx, registry=self.registry,
+                                                 flip_tta=read_flip_tta(self.cfg), channels_last=stage.channels_last))
         callbacks = CallbackList([
-            Validator(data.val, ctx=ctx, registry=self.registry, data_config=self.data_cfg,
-                      batch_size=stage.batch_size, amp=stage.amp, workers=self.plan.workers),
+            *validators,
             MetricsLogger(self.metrics, ctx, self.plan.log_every),
             ProgressBar(self.progress and ctx.is_main),
+            EpochWeights(self),  # before the checkpoint: a resumed run never lacks an epoch's weights
             Checkpointer(self.run_dir, self.recipe, ctx, self.resolved),
         ])
         loop = EpochLoop(state, ctx, step=step, loss_fn=loss_fn, mixer=mixer, dataset=data.dataset,
@@ -329,8 +401,17 @@ class Trainer:
         for epoch in range(start_epoch, stage.last_epoch + 1):
             if loop.run(stage, epoch, self.group_offset + epoch - 1, skip):
                 return True
-            self._save_weights()
             skip = 0
         if ctx.is_main and len(self.plan.stages) > 1:
             self._save_weights(f"stage{stage.index}-{stage.name}.safetensors")
         return False
+
+
+class EpochWeights(Callback):
+    """Hands each complete epoch's record to :meth:`Trainer.save_epoch_weights` (last and selected weights)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_end(self, state: TrainState, epoch: EpochState) -> None:
+        self.trainer.save_epoch_weights(epoch.record)

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from zoo.train.checkpoint import RESUME_FILE
+from zoo.train.selection import LAST_FILE, SELECTION_FILE
 from zoo.train.errors import ResumeConfigError, RunExistsError, RunNotFoundError, TrainError
 
 #: files whose presence means the folder holds a run
 RUN_MARKERS = (RESUME_FILE, "model.safetensors", "config.json", "metrics.jsonl")
 #: what a run writes (``--overwrite`` deletes these and nothing else)
-RUN_FILES = (*RUN_MARKERS, "model_ema.safetensors", "plan.json", "environment.json", "labels.json",
-             "skipped.json", "curves.png")
+RUN_FILES = (*RUN_MARKERS, "model_ema.safetensors", LAST_FILE, "last_ema.safetensors", SELECTION_FILE,
+             "plan.json", "environment.json", "labels.json", "skipped.json", "curves.png")
 RUN_GLOBS = ("stage*-*.safetensors",)
 RUN_DIRS = ("tensorboard",)
 #: config keys (last path component) that change how a run is watched, never what it computes

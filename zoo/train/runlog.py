@@ -122,8 +122,15 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
-    """PNG of train loss and lr per step and validation metrics per epoch; None without matplotlib."""
+#: per-epoch keys the curves show: losses on one panel, validation metrics (0-1) on another
+EPOCH_LOSSES = ("train_loss",)
+EPOCH_METRICS = ("map@100", "recall@1", "mp@5", "gap", "accuracy")
+
+
+def plot_curves(run_dir: Path, out: Path | None = None, selected: dict[str, Any] | None = None) -> Path | None:
+    """PNG of train loss and lr per step, the train loss per epoch and the validation metrics per epoch
+    (retrieval mAP@100 / R@1 / mP@5, classification GAP / accuracy), the ``selected`` epoch marked;
+    None without matplotlib."""
     try:
         import matplotlib
 
@@ -135,21 +142,27 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
     records = read_metrics(Path(run_dir) / METRICS_FILE)
     train = [r for r in records if r.get("kind") == "train"]
     val = [r for r in records if r.get("kind") == "val"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     if train:
         axes[0].plot([r["global_step"] for r in train], [r["loss"] for r in train])
         axes[1].plot([r["global_step"] for r in train], [r["lr"] for r in train])
     axes[0].set(title="train loss", xlabel="optimizer step")
     axes[1].set(title="learning rate (group 0)", xlabel="optimizer step", yscale="log" if train else "linear")
-    plotted = 0
-    for key in ("gap", "accuracy", "train_loss"):
-        pts = [(r["global_step"], r[key]) for r in val if r.get(key) is not None]
-        if pts:
-            axes[2].plot(*zip(*pts), marker="o", label=key)
-            plotted += 1
-    axes[2].set(title="per epoch", xlabel="optimizer step")
-    if plotted:
-        axes[2].legend()
+    for ax, keys, title in ((axes[2], EPOCH_LOSSES, "train loss per epoch"),
+                            (axes[3], EPOCH_METRICS, "validation per epoch")):
+        plotted = 0
+        for key in keys:
+            pts = [(r["global_step"], r[key]) for r in val
+                   if isinstance(r.get(key), (int, float)) and r[key] == r[key]]  # NaN-free
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=key)
+                plotted += 1
+        if selected and selected.get("global_step") is not None and plotted:
+            ax.axvline(selected["global_step"], color="grey", linestyle="--", linewidth=1,
+                       label=f"selected (epoch {selected.get('epoch')})")
+        ax.set(title=title, xlabel="optimizer step")
+        if plotted:
+            ax.legend()
     fig.tight_layout()
     out = Path(out) if out else Path(run_dir) / "curves.png"
     from zoo.atomic import atomic_path

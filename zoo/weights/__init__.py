@@ -4,12 +4,14 @@
     entry = zoo.weights.get_weights("tf_efficientnet_lite0.in1k")   # preprocessing, licence, files
     paths = zoo.weights.fetch_entry(entry)                          # verified local safetensors
     zoo.weights.export_mirror("/mnt/mirror")                        # for ZOO_WEIGHTS_MIRROR offline use
+    zoo.weights.publish_run("runs/ft", "tf_efficientnet_lite0.shop", "release/", license="MIT")  # a trained run
 
 Modules by kind: ``env`` (environment settings), ``integrity`` (sha256, size + hash check, file
 lock), ``schema`` (manifest YAML -> :class:`WeightsEntry`), ``catalog`` (the cached entries in use,
-lookups), ``resolve`` (mirror -> cache -> sources), ``verify``, ``mirror``, ``upstream`` (reading
-upstream pickles), ``fit`` (fitting a state dict to a model), ``convert``, ``loading``
-(``pretrained=True``), ``library`` (timm/open_clip's own downloads: offline, one clear error).
+lookups), ``resolve`` (mirror -> cache -> sources), ``hub`` (``hf-hub:`` sources through
+huggingface_hub), ``verify``, ``mirror``, ``upstream`` (reading upstream pickles), ``fit`` (fitting a
+state dict to a model), ``convert``, ``loading`` (``pretrained=True``), ``library`` (timm/open_clip's
+own downloads: offline, one clear error), ``publish`` (a trained run's weights as a release).
 Environment variables: see :mod:`zoo.weights.env`.
 Names are imported on first use, so reading manifests and fetching files does not import torch.
 """
@@ -27,6 +29,7 @@ _EXPORTS = {
     "NoPretrainedWeightsError": "zoo.weights.errors",
     "PreprocessMismatchError": "zoo.weights.errors",
     "PretrainedUnavailableError": "zoo.weights.errors",
+    "PublishError": "zoo.weights.errors",
     "SettingError": "zoo.weights.errors",
     "StateDictMismatchError": "zoo.weights.errors",
     "UnknownWeightsError": "zoo.weights.errors",
@@ -61,6 +64,8 @@ _EXPORTS = {
     "library_download": "zoo.weights.library",
     "load_entry": "zoo.weights.loading",
     "load_pretrained": "zoo.weights.loading",
+    "PublishReport": "zoo.weights.publish",
+    "publish_run": "zoo.weights.publish",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,7 +13,8 @@
 ``ZOO_DOWNLOAD_BACKOFF``   seconds before the first retry, doubled for each next one (default 1)
 ``ZOO_DOWNLOAD_BACKOFF_MAX``  the longest wait between two attempts (default 30)
 ``ZOO_NO_PROGRESS=1``      no progress bars
-``HF_ENDPOINT``            the Hugging Face Hub address of ``hf-hub:`` sources
+``HF_ENDPOINT``            the Hugging Face Hub address of ``hf-hub:`` sources (read by huggingface_hub,
+                           which downloads them into its own cache, ``HF_HUB_CACHE``)
 =========================  ==========================================================================
 
 Every value is read when it is needed, so a changed environment is seen by the next call.
@@ -88,9 +89,13 @@ def manifest_env_paths() -> list[Path]:
     return _path_list("ZOO_WEIGHTS_MANIFEST")
 
 
-def hf_endpoint() -> str:
-    """``HF_ENDPOINT`` (default ``https://huggingface.co``), without a trailing slash."""
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+def hf_endpoint() -> str | None:
+    """``HF_ENDPOINT`` without a trailing slash, or None (unset: huggingface_hub's own default hub).
+
+    Read here on every call and handed to huggingface_hub, which reads it only once, when imported.
+    """
+    value = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    return value or None
 
 
 def _number(var: str, default: float, kind: type, minimum: float) -> float:

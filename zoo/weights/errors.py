@@ -57,3 +57,7 @@ class ConversionError(ZooError):
 
 class WeightsLoadError(ZooError):
     """Verified weights that do not fit the model built from the recipe."""
+
+
+class PublishError(ZooError):
+    """``zoo weights publish`` input that cannot be published (run folder, name, flags, target folder)."""

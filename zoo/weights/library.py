@@ -32,8 +32,9 @@ from zoo.weights.errors import PretrainedUnavailableError
 #: exceptions (anywhere in the chain) that mean "the file could not be had", by library
 _UNAVAILABLE: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, urllib.error.URLError, FileNotFoundError)
 _UNAVAILABLE_NAMES = {
-    "huggingface_hub.errors": ("EntryNotFoundError", "OfflineModeIsEnabled", "HfHubHTTPError"),
+    "huggingface_hub.errors": ("EntryNotFoundError", "OfflineModeIsEnabled", "HfHubHTTPError", "FileMetadataError"),
     "httpx": ("TransportError",),
+    "httpx2": ("TransportError",),
     "requests.exceptions": ("ConnectionError", "Timeout"),
 }
 
@@ -48,7 +49,7 @@ def _unavailable_types() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _unavailable_cause(exc: BaseException) -> BaseException | None:
+def unavailable_cause(exc: BaseException) -> BaseException | None:
     """The first exception in ``exc``'s chain that says the file could not be had, if any."""
     types = _unavailable_types()
     seen: set[int] = set()
@@ -123,7 +124,7 @@ def library_download(weights: str, library: str, *, places: Sequence[str] = ()) 
     except PretrainedUnavailableError:
         raise
     except Exception as exc:
-        cause = _unavailable_cause(exc)
+        cause = unavailable_cause(exc)
         if cause is None:
             raise
         raise PretrainedUnavailableError(unavailable_message(weights, library, cause, places)) from exc

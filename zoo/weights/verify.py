@@ -1,4 +1,5 @@
-"""``zoo weights verify``: the state of an entry's local copies (mirror, cache, package files).
+"""``zoo weights verify``: the state of an entry's local copies (mirror, cache, package files, the
+Hugging Face cache of ``hf-hub:`` sources).
 
 Nothing is downloaded unless ``fetch=True``; every copy found is checked (size, then sha256).
 """
@@ -12,6 +13,7 @@ from typing import Any
 from zoo.registry import Registry
 from zoo.weights.env import cache_path, mirror_dirs
 from zoo.weights.errors import DownloadError, IntegrityError, WeightsNotFoundError
+from zoo.weights.hub import cached_hub_file, is_hub_source, parse_hub_source
 from zoo.weights.integrity import check_file
 from zoo.weights.resolve import RecipeConfig, fetch_file
 from zoo.weights.schema import WeightsEntry
@@ -64,7 +66,11 @@ def _verify_local(entry: str, name: str, size: int | None, sha256: str, sources:
         cands += [mirror / name, mirror / sha256 / name]
     cands.append(cache_path(name, sha256))
     for src in sources:
-        if not is_network(src):
+        if is_hub_source(src):
+            cached = cached_hub_file(parse_hub_source(src))
+            if cached is not None:
+                cands.append(cached)
+        elif not is_network(src):
             try:
                 cands.append(local_path(src))
             except DownloadError:
