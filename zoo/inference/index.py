@@ -71,6 +71,8 @@ INDEX_FORMAT = "zoo-index/1"
 TWO_LEVEL_MIN_LISTS = 2048
 #: HNSW links per vector when not given
 HNSW_M = 32
+#: torch device of the ``torch-cuda`` search backend (tests point it at the CPU)
+TORCH_SEARCH_DEVICE = "cuda"
 
 
 class SearchIndexError(ZooError):
@@ -492,7 +494,7 @@ def to_gpu(index: Any, *, fp16: bool = False, shard: bool = True, device: str = 
         from zoo.inference.torch_search import TorchFlatIndex
 
         half = fp16 or isinstance(index, faiss.IndexScalarQuantizer)
-        gpu = TorchFlatIndex.from_faiss(index, device="cuda", storage=storage or ("float16" if half else "float32"))
+        gpu = TorchFlatIndex.from_faiss(index, device=TORCH_SEARCH_DEVICE, storage=storage or ("float16" if half else "float32"))
         log.info("flat index on the GPU through torch (%s storage; faiss-gpu is not installed)", gpu.dtype)
         return gpu
     if isinstance(index, faiss.IndexScalarQuantizer):
@@ -598,7 +600,7 @@ def faiss_search_fn(*, gpu: bool = True, chunk: int = 16384, storage: str = "flo
         from zoo.inference.torch_search import torch_search
 
         def on_cuda(queries: np.ndarray, gallery: np.ndarray, k: int, metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:
-            return torch_search(queries, gallery, k, metric, device="cuda", storage=storage)
+            return torch_search(queries, gallery, k, metric, device=TORCH_SEARCH_DEVICE, storage=storage)
 
         return on_cuda
 

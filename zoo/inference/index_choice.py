@@ -126,8 +126,9 @@ def choose_index(
         return IndexChoice("Flat", "flat", reason, flat_bytes, memory_text)
     from autofaiss.external.optimize import get_optimal_index_keys_v2
 
+    threshold = FLAT_THRESHOLD if flat_max is None else min(FLAT_THRESHOLD, int(flat_max) + 1)
     keys = get_optimal_index_keys_v2(n, d, memory_text if isinstance(memory, str) else f"{budget}B",
-                                     flat_threshold=FLAT_THRESHOLD)
+                                     flat_threshold=threshold)
     fitting = [k for k in keys if estimated_bytes(k, n, d, fp16=fp16) <= budget]
     if not fitting:
         smallest = _smallest_index(n, d)
