@@ -142,7 +142,8 @@ def choose_index(
            "ivfpq": "compressed (OPQ + IVF + PQ) to fit", "flat": "exact"}[family]
     reason = f"autofaiss for {n:,} x {d} under --memory {memory_text}: {why}"
     if flat_bytes <= budget:
-        reason += f" (exact flat would fit too but is slow past {limit:,} vectors)"
+        reason += (f" (exact flat would fit too but is slow past {limit:,} vectors)" if flat_max is None
+                   else f" (exact flat would fit too; --flat-max {limit:,})")
     return IndexChoice(key, family, reason, estimated_bytes(key, n, d, fp16=fp16), memory_text, tuple(keys))
 
 
