@@ -181,3 +181,23 @@ def test_offline_switches_reach_an_already_imported_hub_library(monkeypatch):
     assert apply_offline_switches() is True
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["NO_ALBUMENTATIONS_UPDATE"] == "1"
     assert constants.HF_HUB_OFFLINE is True and constants.is_offline_mode()
+
+
+def test_loading_the_plugins_offline_switches_albumentations_update_check_off(tmp_path):
+    """albumentations checks PyPI for a newer version when it is imported; the plugins import it, so
+    loading the registry under ZOO_OFFLINE=1 must set its switch first (and that of huggingface_hub)."""
+    code = textwrap.dedent("""
+        import os, sys
+        from zoo.plugins import load_registry
+        load_registry()
+        assert "albumentations" not in sys.modules or os.environ.get("NO_ALBUMENTATIONS_UPDATE") == "1"
+        print(os.environ.get("NO_ALBUMENTATIONS_UPDATE"), os.environ.get("HF_HUB_OFFLINE"))
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_ALBUMENTATIONS_UPDATE", "HF_HUB_OFFLINE")}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "ZOO_OFFLINE": "1"}, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1"]
+    online = subprocess.run([sys.executable, "-c", code], env={**env, "ZOO_OFFLINE": "0"}, capture_output=True,
+                            text=True, timeout=120)
+    assert online.stdout.split() == ["None", "None"]

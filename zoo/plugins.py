@@ -24,6 +24,7 @@ from typing import Any, Iterable, Sequence
 import pluggy
 
 from zoo import hookspecs
+from zoo.weights.env import apply_offline_switches
 from zoo.registry import (
     ComponentRegistrar,
     ManifestRegistrar,
@@ -209,6 +210,7 @@ def load_registry(
     ``plugins`` are inline plugin objects (or ``(name, obj)`` pairs) loaded after the entry points;
     ``strict``/``disable``/``only`` default to ``ZOO_STRICT_PLUGINS``/``ZOO_DISABLE_PLUGINS``/``ZOO_LOAD_PLUGINS``.
     """
+    apply_offline_switches()  # before plugins import albumentations / huggingface_hub (ZOO_OFFLINE=1)
     strict = os.environ.get("ZOO_STRICT_PLUGINS", "") not in ("", "0") if strict is None else strict
     disabled = set(disable) if disable is not None else _split_env("ZOO_DISABLE_PLUGINS")
     allowed = set(only) if only is not None else _split_env("ZOO_LOAD_PLUGINS")

@@ -29,7 +29,7 @@ changed configuration; a folder that holds a run is never overwritten unless ``-
 Examples:
   zoo train default-finetune --data train.csv --images train/ --out runs/ft train.epochs=3 --device cpu
   zoo train glr2021-top100-effnet-b0 --data train.csv --images train/ --val val.csv --out runs/b0
-  zoo train default-finetune --data train.csv --images DIR --val heldout.csv --out runs/ft --select recall@1
+  zoo train default-finetune --data train.csv --images train/ --val val.csv --out runs/ft-best --select recall@1
 """
 
 from __future__ import annotations

@@ -105,7 +105,10 @@ class Selection:
         """One line for the log and the CLI."""
         if self.best is None:
             return "no epoch completed: the weights are the run's last state"
-        where = f"stage {self.best['stage']} epoch {self.best['epoch']} (step {self.best['global_step']})"
+        b = self.best
+        stage = f"stage {b['stage']} " if "stage" in b else ""
+        step = f" (step {b['global_step']})" if "global_step" in b else ""
+        where = f"{stage}epoch {b.get('epoch', '?')}{step}"
         if self.metric is None:
             return f"selected the last epoch, {where}"
         return f"selected {where}: best {self.metric} = {self.best['value']:.4f} ({self.mode})"
