@@ -3,6 +3,12 @@
     python benchmarks/search.py                      # 10k queries x 200k x 512, top-100, CPU
     python benchmarks/search.py --device cuda        # faiss-gpu (index_cpu_to_all_gpus) and torch on CUDA
 
+``zoo_torch_<storage>`` is zoo's GPU search without faiss-gpu
+(:class:`zoo.inference.torch_search.TorchFlatIndex`: chunked matmul + running top-k) with float32,
+float16 or bfloat16 storage (``--torch-storages``), on ``--device``. On CUDA without faiss-gpu,
+``zoo`` is that same torch path (``to_gpu``) and ``faiss_direct`` runs on the CPU, so the ratios
+are GPU torch against faiss CPU on the same machine.
+
 All three run side by side in one process on the same random L2-normalised data (interleaved,
 best of --repeat). Ratios are throughputs relative to zoo (>1: zoo faster). Peak extra host memory
 per method is measured with VmHWM after resetting it (/proc/self/clear_refs), on CUDA torch's
@@ -54,12 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=2, help="interleaved repetitions, best kept (default: 2)")
     p.add_argument("--torch-chunk", type=int, default=1024, help="queries per torch.mm chunk (default: 1024)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--torch-storages", default=None,
+                   help="storages of the zoo_torch methods, comma-separated (default: float32 on the CPU, "
+                        "float32,float16,bfloat16 on CUDA; 'none' for none)")
     args = p.parse_args(argv)
 
     import faiss
     import torch
 
-    from zoo.inference.index import IndexSpec, build_index, search, to_gpu
+    from zoo.inference.index import IndexSpec, build_index, faiss_gpu_available, search, to_gpu
+    from zoo.inference.torch_search import TorchFlatIndex
 
     rng = np.random.default_rng(0)
     gallery = rng.standard_normal((args.n, args.dim), dtype=np.float32)
@@ -67,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     cuda = args.device.startswith("cuda")
+    faiss_gpu = cuda and faiss_gpu_available()
+    storages = args.torch_storages or ("float32,float16,bfloat16" if cuda else "float32")
+    storages = [] if storages == "none" else storages.split(",")
 
     def run_zoo() -> tuple[np.ndarray, np.ndarray]:
         index, _ = build_index([gallery], IndexSpec("flat"), args.n, args.dim, progress=False)
@@ -76,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_faiss() -> tuple[np.ndarray, np.ndarray]:
         index = faiss.IndexFlatIP(args.dim)
-        if cuda:
+        if faiss_gpu:
             res = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(res, 0, index)
         index.add(gallery)
@@ -94,7 +107,15 @@ def main(argv: list[str] | None = None) -> int:
                 out_i.append(ix.cpu())
         return torch.cat(out_s).numpy(), torch.cat(out_i).numpy()
 
-    methods = {"zoo": run_zoo, "faiss_direct": run_faiss, "torch_mm_topk": run_torch}
+    def run_zoo_torch(storage: str):
+        def run() -> tuple[np.ndarray, np.ndarray]:
+            index = TorchFlatIndex(gallery, device=args.device, storage=storage, query_chunk=args.torch_chunk)
+            return search(index, queries, args.k)
+
+        return run
+
+    methods = {"zoo": run_zoo, "faiss_direct": run_faiss, "torch_mm_topk": run_torch,
+               **{f"zoo_torch_{st}": run_zoo_torch(st) for st in storages}}
     best = {m: float("inf") for m in methods}
     mem = {m: 0.0 for m in methods}
     gpu_mem = {m: 0.0 for m in methods}
@@ -129,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": {m: round(v, 3) for m, v in best.items()},
         "zoo_vs_faiss_direct": round(best["faiss_direct"] / best["zoo"], 3),
         "zoo_vs_torch_mm_topk": round(best["torch_mm_topk"] / best["zoo"], 3),
+        "queries_per_s": {m: round(args.queries / v, 1) for m, v in best.items()},
+        "faiss_direct_on": "gpu" if faiss_gpu else "cpu",
         "peak_extra_host_mb": {m: round(v) for m, v in mem.items()},
         "top10_agreement_with_faiss": agree,
         "date": time.strftime("%Y-%m-%d"),

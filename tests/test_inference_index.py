@@ -78,7 +78,7 @@ def test_errors_name_the_fix(tmp_path):
     with pytest.raises(SearchIndexError, match="--type flat --fp16"):
         IndexSpec("ivfpq", fp16=True)
     with pytest.raises(SearchIndexError, match="unknown index type"):
-        IndexSpec("hnsw")
+        IndexSpec("lsh")
     with pytest.raises(SearchIndexError, match="training vectors"):
         build_index([unit(20, 0)], IndexSpec("ivf", nlist=64), 20, D, progress=False)
     with pytest.raises(SearchIndexError, match="zoo index"):

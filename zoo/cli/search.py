@@ -6,17 +6,19 @@ Examples:
 
 Output columns: ``id`` (query), ``images`` (space-separated neighbour ids, best first), ``scores``
 (space-separated inner products). Queries are searched in chunks; with faiss-gpu and CUDA the
-index is cloned onto every GPU (sharded) unless --cpu is given. Query shards are read one at a
-time, so memory does not grow with the number of queries. The query embeddings must come from the
-model the index was built from (recipe, weights, config, preprocessing; recorded by zoo embed):
-other vectors are refused unless --allow-mixed-models.
+index is cloned onto every GPU (sharded); with CUDA but no faiss-gpu a flat index is searched on the
+GPU as chunked matmul + top-k in torch (--gpu-storage float16/bfloat16 halves its memory);
+--device cpu (or --cpu) keeps everything on the CPU. Query shards are read one at a time, so memory
+does not grow with the number of queries. The query embeddings must come from the model the index
+was built from (recipe, weights, config, preprocessing; recorded by zoo embed): other vectors are
+refused unless --allow-mixed-models.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from zoo.cli._options import add_mixed_models_arg
+from zoo.cli._options import add_mixed_models_arg, choice_of
 
 COMMAND = "search"
 HELP = "top-k search of query embeddings in a faiss index (CSV out)"
@@ -28,8 +30,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", type=int, default=100, help="neighbours per query (default: 100)")
     p.add_argument("--out", default="neighbours.csv", help="output CSV (id,images,scores; default: neighbours.csv)")
     p.add_argument("--nprobe", type=int, default=None, help="IVF lists visited (default: as stored)")
+    p.add_argument("--ef-search", type=int, default=None, help="HNSW candidates per query (default: as stored)")
     p.add_argument("--chunk", type=int, default=16384, help="queries per search call (default: 16384)")
-    p.add_argument("--cpu", action="store_true", help="search on the CPU even when faiss-gpu and CUDA exist")
+    p.add_argument("--device", type=choice_of("zoo.inference.index:SEARCH_DEVICES"), default="auto",
+                   help="auto (GPU when faiss-gpu or CUDA is present), cpu or cuda (default: auto)")
+    p.add_argument("--gpu-storage", type=choice_of("zoo.inference.index:GPU_STORAGES"), default=None,
+                   help="flat index on CUDA without faiss-gpu: float32, float16 or bfloat16 "
+                        "(default: float16 for --fp16 indexes, else float32)")
+    p.add_argument("--cpu", action="store_true", help="same as --device cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of text")
     add_mixed_models_arg(p)
@@ -37,7 +45,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.inference.index import IndexBundle, set_nprobe, to_gpu
+    from zoo.inference.index import IndexBundle, set_search_params, to_gpu
     from zoo.inference.results import write_neighbours_csv
     from tqdm.auto import tqdm
 
@@ -50,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     store.check_complete()
     check_same_model([(f"index {args.index}", ModelIdentity.from_manifest(bundle.meta)),
                       (f"query {args.query}", store.identity)], allow=args.allow_mixed_models)
-    if not args.cpu:
-        bundle.index = to_gpu(bundle.index, fp16=bundle.spec.fp16)
-    set_nprobe(bundle.index, args.nprobe)
+    set_search_params(bundle.index, args.nprobe, args.ef_search)
+    bundle.index = to_gpu(bundle.index, fp16=bundle.spec.fp16, device="cpu" if args.cpu else args.device,
+                          storage=args.gpu_storage)
 
     def batches():  # one query shard at a time: memory stays flat for millions of queries
         for k in tqdm(range(store.num_shards), desc="search", unit="shard", disable=args.no_progress):
