@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args(argv)
-    from zoo.train.distributed import init_distributed, shutdown_distributed
+    from zoo.distributed import init_distributed, shutdown_distributed
 
     ctx = init_distributed(args.device, force=True)  # a world of one under torchrun still runs NCCL DDP
     if ctx.device.type == "cuda":

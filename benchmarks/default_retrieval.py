@@ -55,14 +55,13 @@ def embed_zoo(
 ) -> tuple[np.ndarray, str, float]:
     import zoo
     from zoo.data.images import read_image
-    from zoo.inference.preprocess import Preprocess
 
     model = zoo.create_model(recipe, pretrained=True, overrides=overrides).eval().to(device)
-    pre = Preprocess.from_data_config(model.data_config)
+    pre = model.data_config
     out = []
     t0 = time.perf_counter()  # the embedding loop only (model building and plugin loading excluded)
     for p in paths:
-        x = pre.normalize(pre.resize_uint8(read_image(p, max_side=pre.decode_side))[None].to(device))
+        x = pre.normalize(pre.resize_uint8(read_image(p))[None].to(device))
         out.append(model.embed(x).cpu())
     seconds = time.perf_counter() - t0
     return torch.cat(out).numpy(), str(getattr(model, "weights_entry", "?")), seconds
@@ -116,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     emb_zoo, entry_name, t_zoo = embed_zoo(args.recipe, overrides, paths, device)
 
-    from zoo.weights.manifest import get_weights
-    from zoo.weights.store import fetch_entry
+    from zoo.weights.catalog import get_weights
+    from zoo.weights.resolve import fetch_entry
 
     entry = get_weights(entry_name)
     weights = fetch_entry(entry)[0]

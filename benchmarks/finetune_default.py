@@ -43,13 +43,12 @@ def split_rows(root: Path) -> tuple[list[dict], list[dict]]:
 @torch.no_grad()
 def embed(model: torch.nn.Module, paths: list[Path], device: torch.device) -> np.ndarray:
     from zoo.data.images import read_image
-    from zoo.inference.preprocess import Preprocess
 
     model = model.eval().to(device)
-    pre = Preprocess.from_data_config(model.data_config)
+    pre = model.data_config
     out = []
     for p in paths:
-        x = pre.normalize(pre.resize_uint8(read_image(p, max_side=pre.decode_side))[None].to(device))
+        x = pre.normalize(pre.resize_uint8(read_image(p))[None].to(device))
         out.append(model.embed(x).float().cpu())
     return torch.cat(out).numpy()
 

@@ -6,7 +6,7 @@
 Synthetic neighbour lists with realistic label collisions (gallery classes of 200 images, 60% of a
 query's neighbours from its own class), built directly rather than searched, so only the
 post-processing is timed. Each vectorised post-processor runs on all ``--queries``; its loop
-(``zoo_postprocess.reference``) runs on the first ``--loop-queries`` and is extrapolated to all of
+(``tests/postprocess_oracles.py``) runs on the first ``--loop-queries`` and is extrapolated to all of
 them as ``t_setup + (t_loop - t_setup) * Q / n`` where ``t_setup`` is the loop's one-off per-gallery
 work (its time on one query). Every timing is the best of ``--repeat`` runs (the machine may be shared). Outputs are compared on the looped queries: labels/rows must be
 identical, scores equal to 1e-9 relative. Prints a one-line JSON result last.
@@ -26,6 +26,8 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+#: the per-query loops (test oracles) live with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 CLASS_SIZE = 200
 
@@ -63,9 +65,9 @@ def _compare(vec_labels, vec_scores, loop_labels, loop_scores) -> dict[str, Any]
 
 
 def bench_fusion(rng, q: int, n_loop: int, n_gallery: int) -> dict[str, Any]:
-    from zoo.inference.types import Neighbours, PostprocessInputs
+    from zoo.postprocess import Neighbours, PostprocessInputs
     from zoo_postprocess.knn_head_fusion import KnnHeadFusion
-    from zoo_postprocess.reference import glr2020_fusion_loop
+    from postprocess_oracles import glr2020_fusion_loop
 
     n_cls = n_gallery // CLASS_SIZE
     labels = np.arange(n_gallery, dtype=np.int64) // CLASS_SIZE
@@ -83,8 +85,8 @@ def bench_fusion(rng, q: int, n_loop: int, n_gallery: int) -> dict[str, Any]:
 
 
 def bench_rerank(rng, q: int, n_loop: int, n_index: int, n_train: int, models: int, top_k: int) -> dict[str, Any]:
-    from zoo.inference.types import Neighbours, PostprocessInputs
-    from zoo_postprocess.reference import glr2021_rerank_loop
+    from zoo.postprocess import Neighbours, PostprocessInputs
+    from postprocess_oracles import glr2021_rerank_loop
     from zoo_postprocess.retrieval_rerank import RetrievalRerank
 
     train_labels = np.arange(n_train, dtype=np.int64) // CLASS_SIZE
@@ -116,9 +118,9 @@ def bench_rerank(rng, q: int, n_loop: int, n_index: int, n_train: int, models: i
 
 
 def bench_henkel(rng, q: int, n_loop: int, n_gallery: int, models: int, candidates: int) -> dict[str, Any]:
-    from zoo.inference.types import Neighbours, PostprocessInputs
+    from zoo.postprocess import Neighbours, PostprocessInputs
     from zoo_postprocess.henkel_singer import HenkelSingerRecognition
-    from zoo_postprocess.reference import henkel_singer_loop
+    from postprocess_oracles import henkel_singer_loop
 
     labels = np.arange(n_gallery, dtype=np.int64) // CLASS_SIZE
     own = rng.integers(0, n_gallery // CLASS_SIZE, q)
@@ -128,7 +130,8 @@ def bench_henkel(rng, q: int, n_loop: int, n_gallery: int, models: int, candidat
     qn = Neighbours(rng.integers(0, 50_000, (q, 10)), -np.sort(-rng.uniform(0, 0.6, (q, 10)).astype(np.float32), axis=1))
     inputs = PostprocessInputs(q, model_neighbours={"hs_query_gallery": qg, "hs_gallery_non_landmark": gn},
                                neighbours={"hs_query_non_landmark": qn}, labels={"gallery": labels})
-    pp = HenkelSingerRecognition(candidates=candidates)
+    # the per-query reference takes the test-penalty list as given (no column dropped)
+    pp = HenkelSingerRecognition(candidates=candidates, drop_first=False)
     t_vec, out = _timed(lambda: pp(inputs), REPEAT)
 
     def loop(n):
@@ -142,9 +145,9 @@ def bench_henkel(rng, q: int, n_loop: int, n_gallery: int, models: int, candidat
 
 
 def bench_frequency(rng, q: int, n_loop: int) -> dict[str, Any]:
-    from zoo.inference.types import PostprocessInputs, Recognition
+    from zoo.postprocess import PostprocessInputs, Recognition
     from zoo_postprocess.non_landmark_rules import FrequencyRule
-    from zoo_postprocess.reference import frequency_rule_loop
+    from postprocess_oracles import frequency_rule_loop
 
     labels = np.where(rng.random(q) < 0.2, rng.integers(0, 50, q), rng.integers(-1, 20_000, q))
     rec = Recognition(labels, rng.random(q))
@@ -157,8 +160,8 @@ def bench_frequency(rng, q: int, n_loop: int) -> dict[str, Any]:
 
 
 def bench_softmax(rng, q: int, n_loop: int, classes: int) -> dict[str, Any]:
-    from zoo.inference.types import PostprocessInputs
-    from zoo_postprocess.reference import softmax_topk_loop
+    from zoo.postprocess import PostprocessInputs
+    from postprocess_oracles import softmax_topk_loop
     from zoo_postprocess.softmax_topk import SoftmaxTopK
 
     logits = rng.normal(size=(q, classes)).astype(np.float32)

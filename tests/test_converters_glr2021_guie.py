@@ -278,7 +278,7 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     ("glr2021-1st-dolg-b7", [3, 6, 9], [1, 1]),
 ])
 def test_dolg_round_trip(registry, tmp_path, recipe, dilations, stride):
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
     from zoo.weights.convert import convert_checkpoint
 
     torch.manual_seed(0)
@@ -302,7 +302,7 @@ def test_dolg_round_trip(registry, tmp_path, recipe, dilations, stride):
 def test_hybrid_round_trip_from_timm0412_layout(registry, tmp_path, recipe):
     from timm.models.swin_transformer import checkpoint_filter_fn
 
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
     from zoo.weights.convert import convert_checkpoint
     from zoo_converters.glr2021_1st import convert
 
@@ -337,7 +337,7 @@ def source_cfg(registry, recipe: str, overrides=HYBRID_TINY):
 
 
 def test_guie_round_trip(registry, tmp_path):
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
     from zoo.weights.convert import convert_checkpoint
 
     torch.manual_seed(0)
@@ -364,8 +364,8 @@ def test_guie_round_trip(registry, tmp_path):
     ("glr2021-1st-dolg-b7", "tf_efficientnet_b7.ns_jft_in1k", [3, 6, 9], [1, 1]),
 ])
 def test_dolg_full_size_layout(registry, recipe, backbone, dilations, stride):
-    from zoo.assembly import create_model
-    from zoo.weights.convert import check_fit
+    from zoo.factory import create_model
+    from zoo.weights.fit import check_fit
 
     with torch.device("meta"):
         ref = RefDolgNet(backbone, dilations, stride, n_classes=81313, emb=512)
@@ -383,8 +383,8 @@ def test_dolg_full_size_layout(registry, recipe, backbone, dilations, stride):
     ("glr2021-1st-hybrid-b6-swin384", 1348),
 ])
 def test_hybrid_full_size_layout(registry, recipe, upstream_keys):
-    from zoo.assembly import create_model
-    from zoo.weights.convert import check_fit
+    from zoo.factory import create_model
+    from zoo.weights.fit import check_fit
 
     with torch.device("meta"):
         model = create_model(recipe, registry=registry)
@@ -400,8 +400,8 @@ def test_guie_full_size_layout(registry):
     import open_clip
     from open_clip.model import _build_vision_tower
 
-    from zoo.assembly import create_model
-    from zoo.weights.convert import check_fit
+    from zoo.factory import create_model
+    from zoo.weights.fit import check_fit
 
     cfg = open_clip.get_model_config("ViT-H-14")
     with torch.device("meta"):

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from zoo import hookimpl
-from zoo.assembly import ModelBuildError, ZooModel, create_model
+from zoo.assembly import ModelBuildError, ZooModel
+from zoo.factory import create_model
 from zoo.plugins import load_registry
 from zoo.recipes import RecipeError, get_recipe, list_recipes
 from zoo.registry import UnknownComponentError
@@ -148,7 +149,7 @@ def test_create_model_forward_and_embed(reg):
     assert out["logits"].abs().max() <= 1.0 + 1e-6
     emb = model.embed(x)
     assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
-    assert model.data_config["image_size"] == 32
+    assert model.data_config.input_size == 32
 
 
 def test_subcenter_override_reaches_the_head(reg):

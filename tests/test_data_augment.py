@@ -116,18 +116,36 @@ def test_top100_stage_table_sizes():
 MIXERS = ["mix_top100", "fmix", "cutmix", "mixup"]
 
 
+def _soft(targets, num_classes):
+    """The mixed targets as a class-weight matrix (rows: lam on y_a, 1 - lam on y_b)."""
+    from zoo.train.step import MixedTargets
+
+    if not isinstance(targets, MixedTargets):
+        return torch.nn.functional.one_hot(targets, num_classes).float()
+    hot = torch.nn.functional.one_hot
+    return targets.lam * hot(targets.targets, num_classes).float() + (1 - targets.lam) * hot(targets.shuffled, num_classes).float()
+
+
 @pytest.mark.parametrize("name", MIXERS)
-def test_mixer_soft_targets_sum_to_one(reg, name):
+def test_mixer_targets_pair_each_image_with_a_permutation(reg, name):
+    from zoo.train.step import MixedTargets
+
     mixer = reg.create("augmentation", name)
     assert reg.get("augmentation", name).meta["role"] == "batch"
     g = torch.Generator().manual_seed(0)
     images = torch.rand(8, 3, 24, 24)
     targets = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
     for _ in range(6):
-        out, soft = mixer(images, targets, 5, g)
-        assert out.shape == images.shape and soft.shape == (8, 5) and soft.dtype == torch.float32
+        out, mixed = mixer(images, targets, 5, g)
+        assert out.shape == images.shape
+        if not isinstance(mixed, MixedTargets):  # mix_top100's unmixed quarter keeps the int targets
+            assert name == "mix_top100" and torch.equal(mixed, targets) and torch.equal(out, images)
+            continue
+        assert torch.equal(mixed.targets, targets) and 0.0 <= mixed.lam <= 1.0
+        # y_b is a permutation of the batch's targets
+        assert sorted(mixed.shuffled.tolist()) == sorted(targets.tolist())
+        soft = _soft(mixed, 5)
         assert torch.allclose(soft.sum(1), torch.ones(8), atol=1e-6)
-        assert (soft >= 0).all()
         # each row keeps weight on its own class
         assert (soft[torch.arange(8), targets] > 0).all()
 
@@ -138,18 +156,26 @@ def test_mixers_are_exact_about_lambda():
     a = torch.zeros(2, 1, 20, 20)
     a[1] = 1.0
     t = torch.tensor([0, 1])
-    for mixer in (CutMix(), FMix(), MixUp()):
-        g = torch.Generator().manual_seed(3)
-        out, soft = mixer(a, t, 2, g)
-        # image 0 is zeros; its mean equals the weight given to the other class when paired with image 1
-        perm_other = soft[0, 1] > 0
-        if perm_other:
-            assert torch.isclose(out[0].mean(), soft[0, 1], atol=1e-5)
+    paired = 0
+    for seed in range(8):
+        for mixer in (CutMix(), MixUp()):
+            g = torch.Generator().manual_seed(seed)
+            out, mixed = mixer(a, t, 2, g)
+            # image 0 is zeros; its mean equals the weight given to the other class when paired with image 1
+            if int(mixed.shuffled[0]) == 1:
+                paired += 1
+                assert torch.isclose(out[0].mean(), torch.tensor(1.0 - mixed.lam), atol=1e-5)
+        g = torch.Generator().manual_seed(seed)
+        out, mixed = FMix()(a, t, 2, g)
+        if int(mixed.shuffled[0]) == 1:  # FMix weighs by the sampled lam; the mask holds ceil/floor(lam H W)
+            paired += 1
+            assert abs(float(out[0].mean()) - (1.0 - mixed.lam)) <= 1.0 / 400 + 1e-6
+    assert paired
     g = torch.Generator().manual_seed(0)
     kept = []
     for _ in range(30):
-        _, soft = CutMix()(torch.rand(4, 3, 50, 50), torch.arange(4), 4, g)
-        own = soft[torch.arange(4), torch.arange(4)]
+        _, mixed = CutMix()(torch.rand(4, 3, 50, 50), torch.arange(4), 4, g)
+        own = _soft(mixed, 4)[torch.arange(4), torch.arange(4)]
         kept += own[own < 1].tolist()
     # lambda is clipped to [0.3, 0.4]; the weight is then the exact unpasted area (>= lambda when the
     # box is clipped at a border)
@@ -173,4 +199,4 @@ def test_mix_top100_choice_frequencies():
     y = torch.tensor([0, 1, 2, 3])
     o1, s1 = mixer(x, y, 4, g1)
     o2, s2 = mixer(x, y, 4, g2)
-    assert torch.equal(o1, o2) and torch.equal(s1, s2), "mixing is a function of the generator"
+    assert torch.equal(o1, o2) and torch.equal(_soft(s1, 4), _soft(s2, 4)), "mixing is a function of the generator"

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from zoo.data.dataset import ImageDataset, LabelMap, SkipReport, collate, label_sort_key
+from zoo.data.dataset import ImageDataset, SkipReport, collate
 from zoo.data.images import DataError, ImageRecord, list_images
+from zoo.data.labels import LabelMap, label_sort_key
 
 
 # -- label map --------------------------------------------------------------------------------------

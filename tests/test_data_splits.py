@@ -96,7 +96,8 @@ def test_split_from_spec_presets():
     from zoo.data.splits import split_from_spec
 
     y = _labels(25, seed=2)
-    assert np.array_equal(split_from_spec(y, "top100").val, holdout_split(y, 0.2, 0xFACED).val)
+    assert np.array_equal(split_from_spec(y, "top100").val,
+                          holdout_split(y, 0.2, 0xFACED, train_size=0.8, label_codes="first_seen").val)
     g = split_from_spec(y, {"type": "glr2020", "fold": 1})
     assert np.array_equal(g.val, glr2020_validation(stratified_kfold(y, 5, 233), 1).val)
     k = split_from_spec(y, {"type": "kfold", "n_splits": 4, "seed": 1, "fold": 3})

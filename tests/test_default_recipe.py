@@ -44,8 +44,8 @@ def test_default_recipe_shape(registry):
 def test_pretrained_default_embeds_with_the_manifest_weights(default_model, registry):
     from safetensors.torch import load_file
 
-    from zoo.weights.manifest import get_weights
-    from zoo.weights.store import fetch_entry
+    from zoo.weights.catalog import get_weights
+    from zoo.weights.resolve import fetch_entry
 
     assert default_model.weights_entry == "tf_efficientnet_lite2.in1k"
     assert default_model.head is None
@@ -68,8 +68,8 @@ def test_imagenet_classes_of_real_photos(registry, weights_cache, photo_paths):
     from safetensors.torch import load_file
     from timm.data import create_transform, resolve_data_config
 
-    from zoo.weights.manifest import get_weights
-    from zoo.weights.store import fetch_entry
+    from zoo.weights.catalog import get_weights
+    from zoo.weights.resolve import fetch_entry
 
     entry = get_weights("tf_efficientnet_lite2.in1k", registry)
     (path,) = fetch_entry(entry)
@@ -110,13 +110,12 @@ def test_default_retrieval_map_on_instance_eval(instance_eval, default_model):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     from zoo.data.images import read_image
-    from zoo.inference.preprocess import Preprocess
 
     paths, labels = bench.read_labels(instance_eval)
-    pre = Preprocess.from_data_config(default_model.data_config)
+    pre = default_model.data_config
     with torch.no_grad():
         emb = torch.cat([
-            default_model.embed(pre.normalize(pre.resize_uint8(read_image(p, max_side=pre.decode_side))[None]))
+            default_model.embed(pre.normalize(pre.resize_uint8(read_image(p))[None]))
             for p in paths
         ]).numpy()
     m_ap, r1 = bench.average_precision_and_r1(emb, labels)

@@ -1,6 +1,9 @@
-"""``zoo export``: TorchScript / ONNX models taking uint8 images, checked against the eager model."""
+"""``zoo export``: TorchScript / ONNX models taking uint8 images that reproduce ``zoo embed`` (size rule,
+PIL resampling, mean/std), checked against ``zoo embed`` and the eager model before anything is written."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -88,7 +91,8 @@ def test_onnx_export_matches_eager(tmp_path, embedder, photo_paths, registry):
 
     out = tmp_path / "default.onnx"
     result = export_model("default", out, fmt="onnx", image_size=IMAGE_SIZE, registry=registry)
-    assert result.parity.ok and result.parity.min_cosine > 0.9999 and len(result.parity.photos) == 5
+    assert result.parity.ok and result.parity.min_cosine > 0.9999 and len(result.parity.photos) == 6
+    assert result.embed_parity.ok and result.embed_parity.min_cosine > 0.9999
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     for x in uint8_photos(photo_paths):
         got = torch.from_numpy(np.asarray(session.run(None, {"images": x.numpy()})[0]))
@@ -98,7 +102,7 @@ def test_onnx_export_matches_eager(tmp_path, embedder, photo_paths, registry):
 def test_failed_parity_writes_nothing(tmp_path, monkeypatch, registry):
     import zoo.export as export
 
-    def broken_export(embedder, example, tmp):  # a "converted" model that flips the descriptor
+    def broken_export(embedder, example, tmp, metadata=None):  # a "converted" model that flips the descriptor
         tmp.write_bytes(b"not a model")
         return lambda x: -embedder(x)
 
@@ -116,3 +120,101 @@ def test_descriptor_limit_for_guie(tmp_path, registry):
     with pytest.raises(ExportError, match="1280-d descriptors, more than the 64 allowed"):
         export_model("default", out, pretrained=False, overrides=TINY, max_dim=64, image_size=64, registry=registry)
     assert not out.exists()
+
+
+def _zoo_embed(model, paths, data_configs=None):  # type: ignore[no-untyped-def]
+    """What ``zoo embed`` stores for these photo files."""
+    from zoo.data.images import ImageRecord
+    from zoo.inference.embed import Embedder, embed_records
+
+    embedder = Embedder(model, data_configs, device="cpu", amp="off", channels_last=False)
+    ids, emb, skipped = embed_records(embedder, [ImageRecord(str(i), p) for i, p in enumerate(paths)], num_workers=0)
+    assert not skipped
+    return torch.from_numpy(emb)
+
+
+def test_export_keeps_the_recipes_size_rule(tmp_path, registry, photo_paths):
+    """The default resizes the long side (aspect ratio kept), as zoo embed does: the exported model's
+    descriptor of a whole photo equals zoo embed's of the photo file, for landscape, square and portrait."""
+    from pathlib import Path
+
+    import skimage.data
+
+    from zoo.export import build_embedder, export_model
+
+    torch.manual_seed(0)
+    out = tmp_path / "tiny.pt"
+    result = export_model("default", out, pretrained=False, overrides=TINY, image_size=96, registry=registry)
+    assert [(dc.resize, dc.input_size) for dc in result.data_configs] == [("long_side", 96)]
+    assert result.embed_parity.min_cosine > 0.9999
+    torch.manual_seed(0)  # the same random init as the exported model
+    eager = build_embedder("default", pretrained=False, overrides=TINY, image_size=96, registry=registry)
+    paths = [photo_paths[n] for n in ("chelsea", "astronaut", "rocket")]
+    paths.append(Path(skimage.data.__file__).parent / "cell.png")  # portrait
+    want = _zoo_embed(eager.model, paths, eager.data_configs)
+    scripted = torch.jit.load(str(out))
+    got = torch.cat([scripted(x) for x in uint8_photos_of(paths)])
+    assert (got * want).sum(1).min() > 0.9999
+    meta = {"zoo.json": ""}
+    torch.jit.load(str(out), _extra_files=meta)
+    info = json.loads(meta["zoo.json"])
+    assert info["data_configs"][0]["resize"] == "long_side" and info["data_configs"][0]["input_size"] == 96
+    assert info["recipe"] == "default" and info["embedding_dim"] == 1280
+
+
+def uint8_photos_of(paths):  # type: ignore[no-untyped-def]
+    from zoo.export import photo_batches
+
+    return photo_batches(paths)
+
+
+@pytest.mark.slow
+def test_squashing_export_is_refused(tmp_path, monkeypatch, registry):
+    """The old export (squash to a square) reached only median cos 0.94 with zoo embed: refused, nothing written."""
+    import torch.nn.functional as F
+
+    import zoo.export as export
+
+    class Squash(torch.nn.Module):
+        def __init__(self, data_config):  # type: ignore[no-untyped-def]
+            super().__init__()
+            self.size = data_config.input_size
+
+        def forward(self, images):  # type: ignore[no-untyped-def]
+            return F.interpolate(images.float(), size=(self.size, self.size), mode="bicubic", align_corners=False)
+
+    monkeypatch.setattr(export, "ResizeUint8", Squash)
+    out = tmp_path / "squashed.pt"
+    with pytest.raises(export.ExportError, match="does not reproduce zoo embed on real photos"):
+        export.export_model("default", out, image_size=IMAGE_SIZE, registry=registry)
+    assert not out.exists()
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_reproduces_zoo_embed_on_instance_eval(tmp_path, instance_eval, registry, fmt):
+    """The pretrained default at its own preprocessing (long side 384, bicubic) on real photos of several
+    aspect ratios: the written file's descriptors of the whole photos equal zoo embed's (cos >= 0.999)."""
+    import csv
+
+    from PIL import Image
+
+    from zoo.export import EMBED_MIN_COSINE, build_embedder, export_model
+
+    rows = list(csv.DictReader(open(instance_eval / "labels.csv")))
+    by_shape: dict = {}
+    for r in rows:
+        path = instance_eval / r["path"]
+        w, h = Image.open(path).size
+        key = "portrait" if h > w else ("square" if h == w else f"landscape{round(w / h, 1)}")
+        by_shape.setdefault(key, path)
+    photos = list(by_shape.values())[:6]
+    assert any(Image.open(p).size[1] > Image.open(p).size[0] for p in photos)  # a portrait photo
+    out = tmp_path / f"default.{fmt}"
+    result = export_model("default", out, fmt=fmt, photos=photos, registry=registry)
+    assert result.embed_parity.min_cosine >= EMBED_MIN_COSINE and out.is_file()
+    eager = build_embedder("default", registry=registry)
+    want = _zoo_embed(eager.model, photos)
+    got = torch.cat([_run(out, fmt, x) for x in uint8_photos_of(photos)])
+    assert (got * want).sum(1).min() >= EMBED_MIN_COSINE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,8 +20,8 @@ import zoo
 from zoo import atomic
 from zoo.data.images import ImageRecord, list_images, read_image
 from zoo.inference.embed import EmbedOptions, Embedder, embed_records, embed_to_folder
-from zoo.inference.preprocess import Preprocess, model_preprocesses
-from zoo.inference.store import EmbeddingStore, EmbeddingStoreError
+from zoo.data.config import DataConfig, model_data_configs
+from zoo.inference.shards import EmbeddingStore, EmbeddingStoreError
 
 TINY = ["model.backbone.name=mobilenetv2_035", "data.image_size=64"]
 #: one intra-op thread: on the shared 2-core box two spinning OpenMP threads are ~20x slower
@@ -73,11 +74,11 @@ def test_shards_match_batch_one_descriptors(tmp_path, tiny_model):
     ids, emb = EmbeddingStore(tmp_path / "emb").load()
     assert ids == [r.id for r in records]  # input order despite shape buckets
     assert np.allclose((emb**2).sum(1), 1.0, atol=1e-5)
-    pre = model_preprocesses(tiny_model)[0]
-    assert pre.resize == "long_side" and pre.image_size == 64
+    pre = model_data_configs(tiny_model)[0]
+    assert pre.resize == "long_side" and pre.input_size == 64
     tiny_model.eval()
     for i in (0, 1, 5):
-        x = pre.normalize(pre.resize_uint8(read_image(records[i].path, pre.decode_side))[None])
+        x = pre.normalize(pre.resize_uint8(read_image(records[i].path))[None])
         assert x.shape[-2:] != (64, 64) or i % 3 == 2  # aspect ratio kept for long_side
         with torch.no_grad():
             ref = tiny_model.embed(x)[0].numpy()
@@ -124,12 +125,12 @@ def test_ensemble_descriptor_layout_through_pipeline(tmp_path, registry):
     a = zoo.create_model("default", overrides=TINY, registry=registry)
     b = zoo.create_model("default", overrides=["model.backbone.name=mobilenetv2_050", "data.image_size=48"],
                          registry=registry)
-    b.data_config["resize"] = "square"
+    b.data_config = dataclasses.replace(b.data_config, resize="square")
     cfgs = [{"recipe": "default", "image_size": 64}, {"recipe": "default", "image_size": 48}]
     ens = ZooEnsemble([a, b], cfgs, lambda embs, members: torch.cat(embs, 1))
     records = list_images(make_images(tmp_path / "imgs", 6))
-    pre = model_preprocesses(ens)
-    assert [(p.image_size, p.resize) for p in pre] == [(64, "long_side"), (48, "square")]
+    pre = model_data_configs(ens)
+    assert [(p.input_size, p.resize) for p in pre] == [(64, "long_side"), (48, "square")]
     ids, emb, skipped = embed_records(Embedder(ens), records, batch_size=3, num_workers=0)
     assert emb.shape == (6, a.embedding_dim + b.embedding_dim) and not skipped
     _, ea, _ = embed_records(Embedder(a), records, num_workers=0)
@@ -148,12 +149,12 @@ def test_flip_tta_changes_and_stays_normalised(tmp_path, tiny_model):
 
 def test_preprocess_resize_modes():
     arr = np.zeros((100, 200, 3), np.uint8)
-    assert tuple(Preprocess(64, "long_side").resize_uint8(arr).shape) == (3, 32, 64)
-    assert tuple(Preprocess(64, "square").resize_uint8(arr).shape) == (3, 64, 64)
+    assert tuple(DataConfig(64, "long_side").resize_uint8(arr).shape) == (3, 32, 64)
+    assert tuple(DataConfig(64, "square").resize_uint8(arr).shape) == (3, 64, 64)
     with pytest.raises(zoo.ZooError, match="resize"):
-        Preprocess(64, "crop")
+        DataConfig(64, "crop")
     with pytest.raises(zoo.ZooError, match="interpolation"):
-        Preprocess(64, "square", interpolation="bogus")
+        DataConfig(64, "square", interpolation="bogus")
 
 
 RESUME_SCRIPT = textwrap.dedent(
@@ -253,17 +254,17 @@ def test_peak_memory_flat_at_10x_images(tmp_path):
 
 def test_ranks_write_disjoint_shards(tmp_path, tiny_model):
     """torchrun: rank r of W writes shards r, r+W, ...; together they equal a single-process run."""
-    from zoo.inference.embed import DistInfo
+    from zoo.distributed import DistContext
 
     records = list_images(make_images(tmp_path / "imgs", 9))
     opts = EmbedOptions(batch_size=4, shard_size=2, num_workers=0, progress=False, device="cpu")
-    r1 = embed_to_folder(tiny_model, records, tmp_path / "emb", options=opts, dist=DistInfo(1, 2, 0))
+    r1 = embed_to_folder(tiny_model, records, tmp_path / "emb", options=opts, dist=DistContext(1, 2, 0))
     assert r1.shards_done == [1, 3]
     store = EmbeddingStore(tmp_path / "emb")
     assert store.missing_shards() == [0, 2, 4]
     with pytest.raises(EmbeddingStoreError, match="Run the same `zoo embed` command again"):
         store.load()
-    r0 = embed_to_folder(tiny_model, records, tmp_path / "emb", options=opts, dist=DistInfo(0, 2, 0))
+    r0 = embed_to_folder(tiny_model, records, tmp_path / "emb", options=opts, dist=DistContext(0, 2, 0))
     assert r0.shards_done == [0, 2, 4]
     ids, emb = EmbeddingStore(tmp_path / "emb").load()
     ref_ids, ref, _ = embed_records(Embedder(tiny_model), records, num_workers=0)

@@ -10,8 +10,8 @@ import pytest
 
 from zoo.cli import main
 from zoo.inference.index import IndexBundle, IndexSpec, SearchIndexError, build_index, index_from_store, search
-from zoo.inference.results import drop_self
-from zoo.inference.store import EmbeddingStore
+from zoo.inference.search import drop_self, own_rows
+from zoo.inference.shards import EmbeddingStore
 
 D = 32
 
@@ -90,7 +90,7 @@ def test_k_larger_than_gallery_pads():
     index, _ = build_index([x], IndexSpec(), 3, D, progress=False)
     s, r = search(index, x, 5)
     assert r.shape == (3, 5) and (r[:, 3:] == -1).all() and np.isneginf(s[:, 3:]).all()
-    s2, r2 = drop_self(["a", "b", "c"], ["a", "b", "c"], s, r, 2)
+    s2, r2 = drop_self(s, r, own_rows(["a", "b", "c"], ["a", "b", "c"]), 2)
     assert (r2 != np.arange(3)[:, None]).all() and (r2 >= 0).all()
 
 

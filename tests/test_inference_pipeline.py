@@ -11,10 +11,11 @@ import torch
 
 from zoo.cli import main
 from zoo.inference.index import IndexSpec, build_index
-from zoo.inference.pipeline import LabelCodec, recognize, retrieve
+from zoo.data.labels import LabelMap
+from zoo.inference.pipeline import recognize, retrieve
 from zoo.inference.retrieval import relevant_rows, retrieval_metrics
-from zoo.inference.store import EmbeddingStore
-from zoo.inference.types import NON_LANDMARK
+from zoo.inference.shards import EmbeddingStore
+from zoo.postprocess import NON_LANDMARK
 
 D = 16
 
@@ -47,19 +48,20 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_label_codec_round_trip():
-    codec = LabelCodec.fit(["10", "9", None, "b", "a", "10"])
-    assert codec.classes == ["9", "10", "a", "b"]
-    enc = codec.encode(["a", None, "10", "zzz"])
-    assert enc.tolist() == [2, NON_LANDMARK, 1, NON_LANDMARK]
-    assert [codec.decode(int(v)) for v in enc] == ["a", None, "10", None]
+def test_label_map_round_trip_for_inference():
+    codec = LabelMap.from_labels(["10", "9", None, "b", "a", "10", ""])
+    assert codec.names == ["9", "10", "a", "b"]
+    enc = codec.encode(["a", None, "10", "zzz", ""], unknown=NON_LANDMARK)
+    assert enc.tolist() == [2, NON_LANDMARK, 1, NON_LANDMARK, NON_LANDMARK]
+    assert [codec.decode(int(v)) for v in enc] == ["a", None, "10", None, None]
+    assert codec.decode(4) is None and LabelMap.from_labels([None], allow_empty=True).names == []
 
 
 def test_recognize_and_retrieve_functions():
     train, tl = clustered(5, 4, 0)
     test, truth = clustered(5, 2, 1)
-    codec = LabelCodec.fit(tl)
-    rec = recognize(test, train, codec.encode(tl))
+    codec = LabelMap.from_labels(tl)
+    rec = recognize(test, train, codec.encode(tl, unknown=NON_LANDMARK))
     assert [codec.decode(int(v)) for v in rec.labels] == truth
     assert (rec.confidences > 0.9).all()
     rank = retrieve(test, train, k=4)
@@ -171,11 +173,11 @@ def test_postprocessor_chains(registry):
     """The recipe's chain runs through gather_inputs with the faiss search (head fusion, previous-output rules)."""
     train, tl = clustered(4, 3, 0)
     test, truth = clustered(4, 6, 1)
-    codec = LabelCodec.fit(tl)
-    gl = codec.encode(tl)
+    codec = LabelMap.from_labels(tl)
+    gl = codec.encode(tl, unknown=NON_LANDMARK)
     fusion = registry.create("postprocessor", "glr2020-knn-head-fusion", k=3, use_head=True)
     head = np.full((24, 4), 0.1, dtype=np.float32)
-    head[np.arange(24), codec.encode(truth)] = 0.9
+    head[np.arange(24), codec.encode(truth, unknown=NON_LANDMARK)] = 0.9
     rec = recognize(test, train, gl, chain=[fusion], head_logits=head)
     assert [codec.decode(int(v)) for v in rec.labels] == truth
     # a rule that transforms the previous output gets the nearest-neighbour prediction first
@@ -203,5 +205,5 @@ def test_recipe_inference_section_drives_recognize(tmp_path, capsys):
     # a ranking post-processor is refused by recognize, naming the right command
     bad = "+inference={postprocess: [{type: knn-retrieval}]}"
     assert main(["recognize", "default", "-o", bad, "--train", str(tr), "--train-labels", str(tr_labels),
-                 "--test", str(te), "--out", str(out)]) == 2
+                 "--test", str(te), "--out", str(out)]) == 1  # a user error
     assert "zoo retrieve" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 
 from zoo.cli import main
 from zoo.inference import submission as sub
-from zoo.inference.types import Neighbours, Recognition
+from zoo.postprocess import Neighbours, Recognition
 
 
 def _write(path, text):
@@ -50,9 +50,9 @@ def test_evaluate_errors_name_the_problem(tmp_path, capsys):
     pred = _write(tmp_path / "pred.csv", "id,images\nq1,a\n")
     rec_truth = _write(tmp_path / "truth.csv", "id,landmarks\nq1,1\n")
     bad = _write(tmp_path / "bad.csv", "foo,bar\n1,2\n")
-    assert main(["evaluate", pred, rec_truth]) == 2
+    assert main(["evaluate", pred, rec_truth]) == 1  # a user error (exit 2 is for usage errors)
     assert "recognition truth" in capsys.readouterr().err
-    assert main(["evaluate", bad, rec_truth]) == 2
+    assert main(["evaluate", bad, rec_truth]) == 1
     assert "neither" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])

@@ -301,13 +301,21 @@ def test_named_backbones_forward_64(registry, name):
 
 
 def test_complex_backbones_are_lazy(registry):
-    from zoo_backbones.plugin import BackboneModuleError, lazy_factory, read_test_kwargs
+    from zoo.registry import ComponentImportError, ComponentRegistrar, PluginInfo, RegistrationError, Registry
+    from zoo_backbones.plugin import read_test_kwargs
 
-    for name in ("dolg_efficientnet", "hybrid_swin", "openclip_vit"):
-        assert registry.has("backbone", name)
+    refs = {"dolg_efficientnet": "zoo_backbones.dolg:create_dolg_efficientnet",
+            "hybrid_swin": "zoo_backbones.hybrid_swin:create_hybrid_swin",
+            "openclip_vit": "zoo_backbones.openclip_vit:create_openclip_vit"}
+    for name, ref in refs.items():
+        assert registry.get("backbone", name).ref == ref, "complex backbones are imported only when built"
     assert read_test_kwargs("no_such_module") is None
-    with pytest.raises(BackboneModuleError, match="no_such_module"):
-        lazy_factory("no_such_module", "create_x", "x")()
+    registrar = ComponentRegistrar(Registry(), "backbone", PluginInfo("t", "t-dist", "1"))
+    with pytest.raises(RegistrationError, match="no module named 'zoo_backbones.no_such_module'"):
+        registrar.add("x", "zoo_backbones.no_such_module:create_x", description="x")
+    registrar.add("y", "zoo_backbones.dolg:no_such_factory", description="y")
+    with pytest.raises(ComponentImportError, match="backbone 'y'.*zoo_backbones.dolg has no 'no_such_factory'"):
+        registrar._registry.create("backbone", "y")
     kw = read_test_kwargs("dolg")
     if kw is not None:
         assert registry.get("backbone", "dolg_efficientnet").meta["test_kwargs"] == kw

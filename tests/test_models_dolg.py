@@ -45,7 +45,7 @@ def dolg_extra_params(c_local: int, c_global: int, dim: int = 1024, atrous: int 
 def test_full_size_recipe_on_meta(registry, recipe):
     import timm
 
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
     from zoo.recipes import get_recipe
 
     name, c_l, c_g, dilations, stride = DOLG_RECIPES[recipe]
@@ -72,7 +72,7 @@ def test_full_size_recipe_on_meta(registry, recipe):
 
 @pytest.mark.parametrize("recipe", sorted(DOLG_RECIPES))
 def test_tiny_recipe_forward_backward(registry, recipe):
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
 
     torch.manual_seed(0)
     model = create_model(recipe, overrides=TINY, registry=registry)
@@ -110,11 +110,19 @@ def test_orthogonal_fusion_released_and_paper():
     assert torch.einsum("bc,bchw->bhw", fg, paper[:, :8]).abs().max() < 1e-4
 
 
+def tiny_kwargs(registry, **changes):
+    """The registered tiny DOLG arguments with the nested GeM built through the registry."""
+    from zoo.assembly import build_nested_components
+    from zoo_backbones.dolg import TEST_KWARGS
+
+    return build_nested_components({**TEST_KWARGS, **changes}, registry)
+
+
 def test_fusion_option_and_amp(registry):
-    from zoo_backbones.dolg import TEST_KWARGS, create_dolg_efficientnet
+    from zoo_backbones.dolg import create_dolg_efficientnet
 
     torch.manual_seed(0)
-    model = create_dolg_efficientnet(**{**TEST_KWARGS, "fusion": "paper"}).eval()
+    model = create_dolg_efficientnet(**tiny_kwargs(registry, fusion="paper")).eval()
     assert model.fusion.mode == "paper"
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -125,22 +133,38 @@ def test_fusion_option_and_amp(registry):
     assert (out.float() - ref).abs().max() < 0.25 * ref.abs().max()
 
 
-def test_bad_arguments_raise_clear_errors():
+def test_bad_arguments_raise_clear_errors(registry):
     from zoo.registry import ZooError
     from zoo_backbones.dolg import TEST_KWARGS, DolgConfigError, OrthogonalFusion, create_dolg_efficientnet
 
     with pytest.raises(DolgConfigError, match="three dilations"):
-        create_dolg_efficientnet(**{**TEST_KWARGS, "dilations": [1, 2]})
+        create_dolg_efficientnet(**tiny_kwargs(registry, dilations=[1, 2]))
     with pytest.raises(DolgConfigError, match="fusion"):
         OrthogonalFusion("orthogonal")
     with pytest.raises(DolgConfigError, match="local_dim"):
-        create_dolg_efficientnet(**{**TEST_KWARGS, "global_dim": 8})
+        create_dolg_efficientnet(**tiny_kwargs(registry, global_dim=8))
     with pytest.raises(ZooError, match="conv_stem"):
-        create_dolg_efficientnet(**{**TEST_KWARGS, "name": "resnet10t", "stride": [1, 1]})
+        create_dolg_efficientnet(**tiny_kwargs(registry, name="resnet10t", stride=[1, 1]))
+    # the nested GeM must be built (through the registry), not passed as its spec
+    with pytest.raises(DolgConfigError, match="global_pool: {component: pooling, type: gem"):
+        create_dolg_efficientnet(**TEST_KWARGS)
+
+
+def test_global_pool_is_the_registered_gem(registry):
+    from zoo.assembly import ModelBuildError, build_nested_components
+
+    model = registry.get("backbone", "dolg_efficientnet").create(**tiny_kwargs(registry))
+    gem = registry.create("pooling", "gem")
+    assert type(model.global_pool) is type(gem)
+    assert float(model.global_pool.p.detach()) == 3.0 and model.global_pool.p.requires_grad
+    with pytest.raises(ModelBuildError, match=r"model.backbone.global_pool: a nested pooling needs 'type'"):
+        build_nested_components({"global_pool": {"component": "pooling", "p": 3.0}}, registry, "model.backbone")
 
 
 def test_registered_with_tiny_test_kwargs(registry):
+    from zoo.assembly import build_nested_components
+
     entry = registry.get("backbone", "dolg_efficientnet")
-    model = entry.create(**entry.meta["test_kwargs"])
+    model = entry.create(**build_nested_components(entry.meta["test_kwargs"], registry))
     assert model.output_fmt == "NCHW" and model.num_features == 64
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 64, 4, 4)

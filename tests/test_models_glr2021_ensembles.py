@@ -74,7 +74,7 @@ def test_overrides_shrink_every_member(registry):
 def test_tiny_recognition_ensemble_builds_and_embeds(registry):
     from omegaconf import OmegaConf
 
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
     from zoo.recipes import get_recipe
 
     if not registry.has("ensemble", "family_mean_concat"):

@@ -42,7 +42,7 @@ def _count(module: torch.nn.Module) -> int:
 def test_full_size_recipe_on_meta(registry, recipe):
     import timm
 
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
     from zoo.recipes import get_recipe
 
     swin, emb, idx, size, stride, c_emb, grid = HYBRID_RECIPES[recipe]
@@ -70,11 +70,11 @@ def test_full_size_recipe_on_meta(registry, recipe):
 
 @pytest.mark.parametrize("recipe", sorted(HYBRID_RECIPES))
 def test_tiny_recipe_forward_backward(registry, recipe):
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
 
     torch.manual_seed(0)
     model = create_model(recipe, overrides=TINY, registry=registry)
-    assert model.data_config["image_size"] == 64
+    assert model.data_config.input_size == 64
     idx, stride = HYBRID_RECIPES[recipe][2], HYBRID_RECIPES[recipe][4]
     reduction = {1: 4, 3: 16}[idx] // (2 if stride else 1)
     grid = 64 // reduction

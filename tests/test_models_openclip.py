@@ -32,7 +32,7 @@ def vit_params(width: int, layers: int, patch: int, image: int, mlp_ratio: float
 def test_full_size_recipe_on_meta(registry):
     import timm
 
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
     from zoo.recipes import get_recipe
 
     cfg = get_recipe(RECIPE, registry=registry)
@@ -55,7 +55,7 @@ def test_full_size_recipe_on_meta(registry):
 
 
 def test_tiny_recipe_forward_backward(registry):
-    from zoo.assembly import create_model
+    from zoo.factory import create_model
 
     torch.manual_seed(0)
     model = create_model(RECIPE, overrides=TINY, registry=registry)

@@ -80,7 +80,7 @@ def test_full_size_on_meta(registry, recipe):
     assert model.backbone.num_features == channels
     assert model.neck[0].weight.shape == (512, channels)
     assert model.head.weight.shape == (81313 * 3, 512)
-    assert model.data_config["image_size"] == size
+    assert model.data_config.input_size == size
 
 
 def test_recipe_structure_follows_the_released_code(registry):

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import postprocess_oracles as reference
 import pytest
 
-from zoo.inference.types import (
+from zoo.inference.neighbours import gather_inputs, split_models
+from zoo.inference.search import exact_search
+from zoo.postprocess import (
     NON_LANDMARK,
     NeighbourRequest,
     Neighbours,
     PostprocessError,
     PostprocessInputs,
     Recognition,
-    exact_search,
-    gather_inputs,
-    split_models,
 )
-from zoo_postprocess import reference
 from zoo_postprocess.henkel_singer import HenkelSingerRecognition, quantile_normal
 from zoo_postprocess.knn_head_fusion import KnnHeadFusion
 from zoo_postprocess.knn_retrieval import KnnRetrieval
@@ -143,6 +142,30 @@ def test_merge_sum_top_sums_across_models_and_breaks_ties_by_row():
     assert np.isneginf(s[0, 1:]).all()
 
 
+@pytest.mark.parametrize("blocks,width,n_gallery,output_k", [(2, 30, 40, 10), (3, 20, 15, 8), (1, 25, 30, 40)])
+def test_merge_sum_top_equals_a_dict_loop(blocks, width, n_gallery, output_k):
+    """Random lists with repeated rows inside a block (runs of 3+), padding and exact score ties."""
+    rng = np.random.default_rng(blocks * 100 + width)
+    q = 300
+    rows = [np.where(rng.random((q, width)) < 0.1, -1, rng.integers(0, n_gallery, (q, width))) for _ in range(blocks)]
+    scores = [rng.integers(-4, 8, (q, width)) / 4.0 for _ in range(blocks)]  # quarters: exact sums, many ties
+    r, s = merge_sum_top(rows, scores, output_k, n_gallery)
+    r_cat, s_cat = merge_sum_top(np.concatenate(rows, 1), np.concatenate(scores, 1), output_k, n_gallery)
+    np.testing.assert_array_equal(r, r_cat)
+    np.testing.assert_array_equal(s, s_cat)
+    for i in range(q):
+        total: dict[int, float] = {}
+        for rb, sb in zip(rows, scores):
+            for row, score in zip(rb[i], sb[i]):
+                if row >= 0:
+                    total[int(row)] = total.get(int(row), 0.0) + float(score)
+        best = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:output_k]
+        want_r = [k for k, _ in best] + [-1] * (output_k - len(best))
+        want_s = [v for _, v in best] + [-np.inf] * (output_k - len(best))
+        assert r[i].tolist() == want_r, i
+        assert s[i].tolist() == want_s, i
+
+
 def test_henkel_singer_matches_loop():
     rng = np.random.default_rng(2)
     centres = _unit(rng, 15, 12)
@@ -151,7 +174,8 @@ def test_henkel_singer_matches_loop():
     nonlm = _unit(rng, 60, 12)
     emb = {"query": np.hstack([query, _unit(rng, 80, 12)]), "gallery": np.hstack([gallery, _unit(rng, 250, 12)]),
            "non_landmark": np.hstack([nonlm, _unit(rng, 60, 12)])}
-    pp = HenkelSingerRecognition(candidates=20)
+    # the earlier zoo variant: test penalty on the raw concatenation, no column dropped
+    pp = HenkelSingerRecognition(candidates=20, drop_first=False, test_penalty_transformed=False)
     inputs = gather_inputs([pp], emb, model_dims=[12, 12], labels={"gallery": g_labels})
     out = pp(inputs)
     mn = inputs.model_neighbours
@@ -178,7 +202,7 @@ def test_henkel_singer_hand_example():
     qn = Neighbours(np.array([[0, 1]]), np.array([[0.3, 0.1]]))
     inputs = PostprocessInputs(1, model_neighbours={"hs_query_gallery": [qg], "hs_gallery_non_landmark": [gn]},
                                neighbours={"hs_query_non_landmark": qn}, labels={"gallery": np.array([1, 2, 2])})
-    out = HenkelSingerRecognition(top_k=3, candidates=3, train_penalty_k=2, test_penalty_k=2)(inputs)
+    out = HenkelSingerRecognition(top_k=3, candidates=3, train_penalty_k=2, test_penalty_k=2, drop_first=False)(inputs)
     assert out.labels[0] == 2
     assert out.confidences[0] == pytest.approx((1.0 - 0.0) + (0.7 - 0.1) - 0.2)
 

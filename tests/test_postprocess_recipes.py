@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoo.inference.types import NeighbourRequest, exact_search, gather_inputs
+from zoo.inference.neighbours import gather_inputs
+from zoo.inference.search import exact_search
+from zoo.postprocess import NeighbourRequest
 from zoo.recipes import get_recipe, list_recipes
 
 BASES = {

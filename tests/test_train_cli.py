@@ -73,5 +73,5 @@ def test_unknown_data_key_is_a_clear_error(tmp_path, class_tree, capsys):
 
     rc = main(["train", "default-finetune", *TINY, "train.stages=[{name: s, data: full}]", "--data", str(class_tree),
                "--out", str(tmp_path / "r"), "--device", "cpu", "--no-pretrained", "--no-progress"])
-    assert rc == 2
+    assert rc == 1  # a user error (exit 2 is for usage errors)
     assert "--data full=PATH" in capsys.readouterr().err

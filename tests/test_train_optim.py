@@ -186,3 +186,105 @@ def test_ranger_state_is_serialisable_and_resumes_identically():
             opt.step()
     for pa, pb in zip(model_a.parameters(), model_b.parameters()):
         assert torch.equal(pa, pb)
+
+
+# -- Ranger against the released update -----------------------------------------------------------------
+def released_ranger_reference(params, grad_fn, *, steps, alpha=0.5, k=6, n_sma_threshold=5.0,
+                              betas=(0.95, 0.999), eps=1e-5, weight_decay=0.0):
+    """An independent float64 NumPy transcription of the update of the released Ranger
+    (lessw2020/Ranger-Deep-Learning-Optimizer ``ranger/ranger.py``, the class the package exports and
+    GLR2021 top-100's ``custom/optimizer.py`` reproduces), per parameter and step ``t``:
+
+    * gradient centralisation: ``g -= mean(g over all dims but the first)`` when ``g.ndim > 1``;
+    * ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``;
+    * ``N_max = 2 / (1 - b2) - 1``, ``N_t = N_max - 2 t b2^t / (1 - b2^t)``;
+      rectified (``N_t > 5``): ``step = sqrt((1 - b2^t) (N_t - 4) / (N_max - 4) (N_t - 2) / N_t
+      N_max / (N_max - 2)) / (1 - b1^t)``, else ``step = 1 / (1 - b1^t)``;
+    * weight decay first, ``p -= wd lr p``; then ``p -= step lr m / (sqrt(v) + eps)`` (rectified) or
+      ``p -= step lr m``;
+    * Lookahead every ``k`` steps: ``slow += alpha (p - slow)``, ``p = slow`` (``slow`` starts as ``p``
+      before the first update).
+
+    ``params``: (array, lr) pairs; ``grad_fn(list of arrays) -> gradients``; returns the parameters
+    after each step."""
+    import numpy as np
+
+    b1, b2 = betas
+    p = [np.array(a, dtype=np.float64) for a, _ in params]
+    lrs = [g_lr for _, g_lr in params]
+    m = [np.zeros_like(a) for a in p]
+    v = [np.zeros_like(a) for a in p]
+    slow = [a.copy() for a in p]
+    n_max = 2.0 / (1.0 - b2) - 1.0
+    out = []
+    for t in range(1, steps + 1):
+        grads = grad_fn(p)
+        for i, g in enumerate(grads):
+            g = np.array(g, dtype=np.float64)
+            if g.ndim > 1:
+                g = g - g.mean(axis=tuple(range(1, g.ndim)), keepdims=True)
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            b2t = b2**t
+            n_t = n_max - 2 * t * b2t / (1 - b2t)
+            if n_t > n_sma_threshold:
+                step = math.sqrt((1 - b2t) * (n_t - 4) / (n_max - 4) * (n_t - 2) / n_t * n_max / (n_max - 2)) / (1 - b1**t)
+            else:
+                step = 1.0 / (1 - b1**t)
+            p[i] = p[i] - weight_decay * lrs[i] * p[i]
+            if n_t > n_sma_threshold:
+                p[i] = p[i] - step * lrs[i] * m[i] / (np.sqrt(v[i]) + eps)
+            else:
+                p[i] = p[i] - step * lrs[i] * m[i]
+            if t % k == 0:
+                slow[i] = slow[i] + alpha * (p[i] - slow[i])
+                p[i] = slow[i].copy()
+        out.append([a.copy() for a in p])
+    return out
+
+
+def test_ranger_matches_the_released_update_on_a_tiny_problem():
+    """A linear regression (2-D weight: centralised; 1-D bias: not) and a 4-D conv-like tensor in a
+    second param group with its own lr, 25 steps with weight decay: the un-rectified first steps, the
+    rectified ones and four Lookahead synchronisations all match the reference."""
+    import numpy as np
+
+    from zoo_optim.ranger import Ranger
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 4)), rng.normal(size=(16, 3))
+    target4 = rng.normal(size=(2, 3, 2, 2))
+    w0, b0, c0 = rng.normal(size=(3, 4)), rng.normal(size=3), rng.normal(size=(2, 3, 2, 2))
+
+    def grads(p):  # d/dp of mean((x W^T + b - y)^2) + 0.5 * sum((C - T)^2 * scale)
+        w, b, c = p
+        r = x @ w.T + b - y
+        scale = np.arange(1, c.size + 1).reshape(c.shape) / c.size
+        return [2.0 / r.size * r.T @ x, 2.0 / r.size * r.sum(0), (c - target4) * scale]
+
+    steps, wd = 25, 0.05
+    ref = released_ranger_reference([(w0, 1e-2), (b0, 1e-2), (c0, 3e-3)], grads, steps=steps,
+                                    weight_decay=wd)
+    w = nn.Parameter(torch.tensor(w0, dtype=torch.float32))
+    b = nn.Parameter(torch.tensor(b0, dtype=torch.float32))
+    c = nn.Parameter(torch.tensor(c0, dtype=torch.float32))
+    opt = Ranger([{"params": [w, b]}, {"params": [c], "lr": 3e-3}], lr=1e-2, weight_decay=wd)
+    xt, yt, tt = (torch.tensor(a, dtype=torch.float32) for a in (x, y, target4))
+    scale = (torch.arange(1, c.numel() + 1, dtype=torch.float32) / c.numel()).reshape(c.shape)
+    worst = 0.0
+    for t in range(steps):
+        opt.zero_grad()
+        loss = ((xt @ w.T + b - yt) ** 2).mean() + 0.5 * (((c - tt) ** 2) * scale).sum()
+        loss.backward()
+        opt.step()
+        for got, want in zip((w, b, c), ref[t]):
+            worst = max(worst, float(np.abs(got.detach().double().numpy() - want).max()))
+    assert worst < 2e-6, f"max deviation from the released update: {worst}"
+    moved = max(float(np.abs(ref[-1][i] - a).max()) for i, a in enumerate((w0, b0, c0)))
+    assert moved > 1e-2  # the problem really trains
+    # the comparison is sharp: the reference without weight decay or without Lookahead is far away
+    for variant in ({"weight_decay": 0.0}, {"weight_decay": wd, "k": 10**6}):
+        other = released_ranger_reference([(w0, 1e-2), (b0, 1e-2), (c0, 3e-3)], grads, steps=steps,
+                                          **variant)
+        gap = max(float(np.abs(o - r).max()) for o, r in zip(other[-1], ref[-1]))
+        assert gap > 100 * max(worst, 1e-7), (variant, gap)

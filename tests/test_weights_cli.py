@@ -47,8 +47,8 @@ def test_fetch_verify_and_offline_mirror(tmp_path, capsys, cache, monkeypatch):
     assert main(["weights", "export-mirror", str(mirror), name]) == 0
     assert (mirror / f"{name}.safetensors").is_file() and (mirror / "weights_manifest.yaml").is_file()
     # tamper with the cached copy: verify reports it and exits 1
-    from zoo.weights.manifest import get_weights
-    from zoo.weights.store import cache_path
+    from zoo.weights.catalog import get_weights
+    from zoo.weights.env import cache_path
 
     wf = get_weights(name).files[0]
     cached = cache_path(wf.name, wf.sha256)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.weights.manifest import get_weights
+from zoo.weights.catalog import get_weights
 
 LITE = {0: "efficientnet-lite0-57934424.pth", 1: "efficientnet-lite1-77cc7160.pth", 2: "efficientnet-lite2-9656183e.pth"}
 
@@ -76,7 +76,8 @@ def test_torchvision_mobilenetv2_to_timm_gives_identical_outputs():
 def test_conversion_on_first_use_matches_the_manifest_hash(cache, registry):
     from safetensors import safe_open
 
-    from zoo.weights.store import cache_path, fetch_entry
+    from zoo.weights.env import cache_path
+    from zoo.weights.resolve import fetch_entry
 
     entry = get_weights("tf_efficientnet_lite0.in1k", registry)
     (path,) = fetch_entry(entry, registry=registry)
@@ -95,9 +96,9 @@ def test_tampered_pickle_is_refused_before_it_is_unpickled(cache, registry, tmp_
     """A file:// upstream whose hash differs is never handed to torch.load."""
     import dataclasses
 
-    import zoo.weights.convert as convert_mod
+    import zoo.weights.upstream as upstream_mod
     from zoo.weights.errors import IntegrityError
-    from zoo.weights.store import fetch_entry
+    from zoo.weights.resolve import fetch_entry
 
     bad = tmp_path / LITE[0]
     data = bytearray(lite_pth(0).read_bytes())
@@ -108,7 +109,7 @@ def test_tampered_pickle_is_refused_before_it_is_unpickled(cache, registry, tmp_
     up = dataclasses.replace(wf.upstream, sources=(bad.as_uri(),))
     entry = dataclasses.replace(entry, files=(dataclasses.replace(wf, upstream=up),))
     calls = []
-    monkeypatch.setattr(convert_mod.torch, "load", lambda *a, **k: calls.append(a) or {})
+    monkeypatch.setattr(upstream_mod.torch, "load", lambda *a, **k: calls.append(a) or {})
     with pytest.raises(IntegrityError) as err:
         fetch_entry(entry, registry=registry)
     assert calls == []
@@ -119,7 +120,8 @@ def test_converted_file_with_wrong_hash_is_refused(cache, registry):
     import dataclasses
 
     from zoo.weights.errors import IntegrityError
-    from zoo.weights.store import cache_path, fetch_entry
+    from zoo.weights.env import cache_path
+    from zoo.weights.resolve import fetch_entry
 
     entry = get_weights("tf_efficientnet_lite0.in1k", registry)
     wf = dataclasses.replace(entry.files[0], sha256="0" * 64)

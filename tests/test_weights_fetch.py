@@ -17,9 +17,10 @@ import torch
 
 from zoo.registry import Registry
 from zoo.weights.errors import DownloadError, IntegrityError, WeightsNotFoundError
-from zoo.weights.manifest import read_manifest
+from zoo.weights.schema import read_manifest
 from zoo.weights.safetensors_io import serialize
-from zoo.weights.store import cache_path, fetch_entry
+from zoo.weights.env import cache_path
+from zoo.weights.resolve import fetch_entry
 
 pytestmark = pytest.mark.network
 
@@ -32,6 +33,8 @@ class _Server:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str | None]] = []
         self.flaky_failures = 1
+        self.busy_failures = 0  # "busy": this many 503 answers before the file
+        self.retry_after: str | None = None
         self.slow = 0.0
         outer = self
 
@@ -45,8 +48,16 @@ class _Server:
                 rng = self.headers.get("Range")
                 outer.requests.append((self.path, rng))
                 name = self.path.lstrip("/").split(".")[0]
+                if name == "busy" and outer.busy_failures > 0:
+                    outer.busy_failures -= 1
+                    self.send_response(503, "Service Unavailable")
+                    if outer.retry_after is not None:
+                        self.send_header("Retry-After", outer.retry_after)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 data = {
-                    "good": PAYLOAD, "flaky": PAYLOAD, "slow": PAYLOAD,
+                    "good": PAYLOAD, "flaky": PAYLOAD, "slow": PAYLOAD, "busy": PAYLOAD,
                     "short": PAYLOAD[:-1000],
                     "tampered": PAYLOAD[:-1] + bytes([PAYLOAD[-1] ^ 0xFF]),
                     "long": PAYLOAD + b"x" * 5000,
@@ -112,6 +123,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.delenv("ZOO_WEIGHTS_MIRROR", raising=False)
     monkeypatch.setenv("ZOO_NO_PROGRESS", "1")
     monkeypatch.setenv("ZOO_DOWNLOAD_TIMEOUT", "10")
+    monkeypatch.setenv("ZOO_DOWNLOAD_BACKOFF", "0.05")  # keep the resume tests quick
     return tmp_path
 
 
@@ -257,8 +269,8 @@ def test_explicit_file_is_checked(env, server, tmp_path):
 def test_two_concurrent_fetchers(env, server):
     manifest = write_manifest(env / "m.yaml", server, ["slow"])
     code = textwrap.dedent(f"""
-        from zoo.weights.manifest import read_manifest
-        from zoo.weights.store import fetch_entry
+        from zoo.weights.schema import read_manifest
+        from zoo.weights.resolve import fetch_entry
         e = read_manifest({str(manifest)!r})["test.slow"]
         print(fetch_entry(e)[0])
     """)
@@ -288,7 +300,7 @@ def test_mirror_export_and_offline_use(env, server, monkeypatch):
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     monkeypatch.setenv("ZOO_WEIGHTS_MIRROR", str(env / "mirror"))
     monkeypatch.setenv("ZOO_WEIGHTS_MANIFEST", str(env / "mirror" / "weights_manifest.yaml"))
-    from zoo.weights.manifest import get_weights
+    from zoo.weights.catalog import get_weights
 
     (path,) = fetch_entry(get_weights("test.good", registry=Registry()))
     assert path == env / "mirror" / "test-good.safetensors"
@@ -310,3 +322,64 @@ def test_download_error_without_sources_left(env, server, monkeypatch):
     monkeypatch.setenv("ZOO_DOWNLOAD_RETRIES", "0")
     with pytest.raises(DownloadError, match="HTTP 404"):
         download(server.url("nothing"), env / "x.partial", 10, desc="x")
+
+
+def test_backoff_delays_double_up_to_the_maximum():
+    from zoo.weights.http_download import backoff_delay
+
+    assert [backoff_delay(n, 1.0, 30.0) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+    assert backoff_delay(1, 0.5, 30.0, retry_after=7.0) == 7.0  # the server's Retry-After wins
+    assert backoff_delay(1, 0.5, 5.0, retry_after=700.0) == 5.0  # ... up to the maximum
+
+
+def test_retries_back_off_exponentially(env, server, monkeypatch):
+    from zoo.weights.http_download import download
+
+    waits: list[float] = []
+    server.busy_failures = 3
+    monkeypatch.setenv("ZOO_DOWNLOAD_BACKOFF", "0.5")
+    monkeypatch.setenv("ZOO_DOWNLOAD_BACKOFF_MAX", "1.5")
+    n = download(server.url("busy"), env / "busy.partial", len(PAYLOAD), desc="busy", retries=3, sleep=waits.append)
+    assert n == len(PAYLOAD) and (env / "busy.partial").read_bytes() == PAYLOAD
+    assert waits == [0.5, 1.0, 1.5]  # 0.5 * 2**k, capped at ZOO_DOWNLOAD_BACKOFF_MAX
+    assert len(server.gets("busy")) == 4
+
+
+def test_retry_after_is_honoured_and_real_time_passes(env, server, monkeypatch):
+    from zoo.weights.http_download import download
+
+    server.busy_failures = 2
+    server.retry_after = "0.6"
+    monkeypatch.setenv("ZOO_DOWNLOAD_BACKOFF", "0.2")
+    t0 = time.perf_counter()
+    download(server.url("busy"), env / "busy.partial", len(PAYLOAD), desc="busy", retries=2)
+    elapsed = time.perf_counter() - t0
+    assert elapsed >= 0.6 + 0.6  # Retry-After (0.6) beats 0.2 and 0.4 for both retries
+    server.busy_failures, server.retry_after = 3, None
+    (env / "busy.partial").unlink()
+    waits: list[float] = []
+    with pytest.raises(DownloadError, match=r"failed after 3 attempts \(HTTPError: HTTP Error 503"):
+        download(server.url("busy"), env / "busy.partial", len(PAYLOAD), desc="busy", retries=2, sleep=waits.append)
+    assert waits == [0.2, 0.4]
+
+
+def test_lost_connection_resumes_after_a_backoff(env, server, monkeypatch):
+    from zoo.weights.http_download import download
+
+    waits: list[float] = []
+    server.flaky_failures = 1
+    download(server.url("flaky"), env / "flaky.partial", len(PAYLOAD), desc="flaky", retries=1, sleep=waits.append)
+    assert waits == [0.05]
+    assert server.gets("flaky") == [None, f"bytes={CUT}-"]  # resumed where it broke
+
+
+@pytest.mark.parametrize("var,value", [("ZOO_DOWNLOAD_RETRIES", "three"), ("ZOO_DOWNLOAD_RETRIES", "-1"),
+                                       ("ZOO_DOWNLOAD_BACKOFF", "fast"), ("ZOO_DOWNLOAD_TIMEOUT", "0")])
+def test_bad_download_settings_are_one_clear_error(env, server, monkeypatch, var, value):
+    from zoo.weights.errors import SettingError
+    from zoo.weights.http_download import download
+
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingError, match=f"{var}={value!r}: must be a"):
+        download(server.url("good"), env / "g.partial", len(PAYLOAD), desc="g")
+    assert server.requests == []

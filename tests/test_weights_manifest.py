@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from zoo.weights.errors import ManifestError, NoPretrainedWeightsError, UnknownWeightsError, UnverifiedWeightsError
-from zoo.weights.manifest import entry_for_recipe, get_weights, load_entries, parse_manifest, read_manifest
+from zoo.weights.catalog import entry_for_recipe, get_weights, load_entries
+from zoo.weights.schema import parse_manifest, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = "ab" * 32
@@ -98,9 +99,10 @@ def test_unverified_entry_needs_a_source_page_and_no_hash():
 
 
 def test_repository_manifest_is_valid_and_registered(registry):
-    path = REPO / "weights_manifest.yaml"
+    path = REPO / "configs" / "weights_manifest.yaml"  # package data of zoo_configs
     own = read_manifest(path)
     assert path.resolve() in {p.resolve() for p, _ in registry.manifest_files}
+    assert "weights_manifest" not in registry.recipe_files  # the manifest is not a recipe
     entries = load_entries(registry)
     for name in ("tf_efficientnet_lite0.in1k", "tf_efficientnet_lite1.in1k", "tf_efficientnet_lite2.in1k",
                  "mobilenetv2_100.tv_in1k"):
@@ -151,3 +153,54 @@ def test_conflicting_duplicate_entries_are_an_error(tmp_path):
         load_entries(paths=[a, b])
     b.write_text(yaml.safe_dump(manifest(GOOD)))
     assert list(load_entries(paths=[a, b])) == ["arch.tag"]
+
+
+def test_catalog_parses_each_file_once_and_sees_changes(tmp_path, registry, monkeypatch):
+    import os
+
+    import zoo.weights.catalog as catalog
+
+    calls = []
+    real = catalog.read_manifest
+    monkeypatch.setattr(catalog, "read_manifest", lambda p: calls.append(Path(p)) or real(p))
+    catalog._read_cached.cache_clear()
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump(manifest(GOOD, "extra.one")))
+    monkeypatch.setenv("ZOO_WEIGHTS_MANIFEST", str(extra))
+    first = load_entries(registry)
+    assert "extra.one" in first and "tf_efficientnet_lite2.in1k" in first
+    parsed = len(calls)
+    assert parsed == len(registry.manifest_files) + 1
+    for _ in range(3):
+        assert load_entries(registry) == first
+        get_weights("extra.one", registry)
+    assert len(calls) == parsed  # cached: nothing re-parsed
+    # an edited file is parsed again (size and mtime change)
+    extra.write_text(yaml.safe_dump(manifest({**GOOD, "embedding_dim": 16}, "extra.one")))
+    os.utime(extra, ns=(1, 10**18))
+    assert get_weights("extra.one", registry).embedding_dim == 16
+    assert calls[parsed:] == [extra]
+    # a changed ZOO_WEIGHTS_MANIFEST is seen at once
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(manifest(GOOD, "other.two")))
+    monkeypatch.setenv("ZOO_WEIGHTS_MANIFEST", str(other))
+    names = set(load_entries(registry))
+    assert "other.two" in names and "extra.one" not in names
+    # another registry (here: without the built-in manifest) gives its own entries
+    from zoo.registry import Registry
+
+    assert set(load_entries(Registry())) == {"other.two"}
+
+
+def test_package_manifest_is_found_with_importlib_resources(tmp_path, monkeypatch):
+    from zoo.weights.catalog import package_manifest
+
+    path = package_manifest("zoo_configs")
+    assert path.name == "weights_manifest.yaml" and path.is_file()
+    assert "tf_efficientnet_lite2.in1k" in read_manifest(path)
+    pkg = tmp_path / "zoo_nomanifest_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ManifestError, match="package 'zoo_nomanifest_pkg' ships no weights_manifest.yaml"):
+        package_manifest("zoo_nomanifest_pkg")

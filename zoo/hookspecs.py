@@ -10,6 +10,17 @@ Every hook receives a registrar that records which plugin owns what. Each hook i
 plugin, in isolation: if it raises, everything that plugin registered is rolled back and the
 failure is reported by ``zoo plugins`` while every other plugin keeps working.
 
+Registering must stay cheap: it runs for every ``zoo`` command, ``--help`` included. Give factories
+as ``"package.module:attribute"`` references with a ``description`` (the module is imported the first
+time the component is built), and keep the plugin module free of heavy imports (torch, timm, ...)::
+
+    @zoo.hookimpl
+    def zoo_register_poolings(registrar):
+        registrar.add("gem", "my_package.gem:GeM", description="GeM pooling, p=3 trainable")
+
+Metadata (``registrar.add(..., test_kwargs={...}, produces="ranking")``) is limited to the keys of
+:data:`zoo.registry.META_KEYS`; a misspelt key fails the plugin's registration with close matches.
+
 Factory contracts (what ``zoo.create_model`` and the runners call):
 
 * backbone: ``factory(**cfg) -> nn.Module`` with ``num_features: int`` and ``output_fmt`` ("NCHW" for a

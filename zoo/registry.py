@@ -3,16 +3,23 @@
 Every entry records the plugin that owns it (plugin name, distribution, version). Registering a
 name twice raises :class:`DuplicateComponentError` naming both owners; looking up an unknown name
 raises :class:`UnknownComponentError` with close matches and the plugins that failed to load.
+
+Registration is cheap: a factory may be given as a ``"module:attribute"`` reference, imported the
+first time the component is built (:attr:`Entry.factory`), so listing components, recipes and
+plugins never imports torch, timm or open_clip. Registration metadata is limited to
+:data:`META_KEYS`; a misspelt key is an error naming the close matches.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Union
 
 KINDS: tuple[str, ...] = (
     "backbone",
@@ -49,6 +56,65 @@ class UnknownComponentError(ZooError, KeyError):
         return str(self.args[0])
 
 
+class RegistrationError(ZooError, ValueError):
+    """A plugin registered something malformed: a bad name, factory reference or metadata key."""
+
+
+class ComponentImportError(ZooError, ImportError):
+    """A lazily referenced factory (``"module:attribute"``) that cannot be imported when it is built."""
+
+
+#: a factory, or a ``"package.module:attribute"`` reference to one (imported on first use)
+FactoryRef = Union[Callable[..., Any], str]
+_REFERENCE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+@dataclass(frozen=True)
+class MetaKey:
+    """A registration metadata key: what it means, the kinds it applies to, its allowed values."""
+
+    doc: str
+    kinds: tuple[str, ...] = ()  # empty: every kind
+    values: tuple[Any, ...] = ()  # empty: any value
+
+
+#: every metadata key ``registrar.add(name, factory, KEY=value)`` accepts (``entry.meta[KEY]``)
+META_KEYS: dict[str, MetaKey] = {
+    "role": MetaKey("which contract of its kind the entry follows: an index sampler or a record re-balancer; "
+                    "a per-image pipeline or a batch mixer", ("sampler", "augmentation"),
+                    ("sampler", "resample", "pipeline", "batch")),
+    "produces": MetaKey("what a post-processor returns", ("postprocessor",), ("recognition", "ranking")),
+    "input": MetaKey("what a metric scores", ("metric",), ("recognition", "ranking")),
+    "output": MetaKey("what a head returns (default: cosine)", ("head",), ("cosine", "logits")),
+    "target": MetaKey("what a converter's state dict is for (default: the whole model)", ("converter",),
+                      ("model", "backbone")),
+    "system": MetaKey("the seed system the component reproduces, e.g. glr2021-1st"),
+    "test_kwargs": MetaKey("keyword arguments for a tiny CPU build in the contract tests"),
+    "test_num_classes": MetaKey("class count the contract tests use with test_kwargs", ("loss", "head")),
+    "test_input_size": MetaKey("input size the contract tests feed the backbone (default: 64)", ("backbone",)),
+}
+
+
+def check_meta(kind: str, name: str, meta: dict[str, Any], owner: "PluginInfo") -> None:
+    """Raise :class:`RegistrationError` for a metadata key that is unknown, of another kind or has a bad value."""
+    for key, value in meta.items():
+        spec = META_KEYS.get(key)
+        where = f"{owner.describe()}: {kind} '{name}'"
+        if spec is None:
+            hints = close_matches(key, META_KEYS)
+            raise RegistrationError(
+                f"{where}: unknown metadata key '{key}'."
+                + (f" Did you mean: {', '.join(hints)}?" if hints else "")
+                + f" Accepted keys: {', '.join(META_KEYS)} (see zoo.registry.META_KEYS)."
+            )
+        if spec.kinds and kind not in spec.kinds:
+            raise RegistrationError(f"{where}: metadata key '{key}' applies to {', '.join(spec.kinds)} only")
+        if spec.values and value not in spec.values:
+            raise RegistrationError(
+                f"{where}: {key}={value!r} is not one of {', '.join(map(repr, spec.values))}"
+            )
+
+
 @dataclass(frozen=True)
 class PluginInfo:
     """Provenance of a plugin: its entry-point name, distribution and version."""
@@ -65,15 +131,51 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered component: a factory plus its provenance."""
+    """One registered component: a factory (or its ``"module:attribute"`` reference) plus its provenance."""
 
     kind: str
     name: str
-    factory: Callable[..., Any]
+    ref: FactoryRef
     owner: PluginInfo
     description: str = ""
     aliases: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    _factory: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def factory(self) -> Callable[..., Any]:
+        """The factory; a reference is imported on first use and cached."""
+        if callable(self.ref):
+            return self.ref
+        if self._factory is None:
+            object.__setattr__(self, "_factory", self._import())
+        return self._factory
+
+    @property
+    def reference(self) -> str:
+        """``module:qualname`` of the factory (without importing a lazy one)."""
+        if isinstance(self.ref, str):
+            return self.ref
+        module = getattr(self.ref, "__module__", None) or "?"
+        return f"{module}:{getattr(self.ref, '__qualname__', type(self.ref).__name__)}"
+
+    def _import(self) -> Callable[..., Any]:
+        module, _, attr = str(self.ref).partition(":")
+        where = f"{self.kind} '{self.name}' of {self.owner.describe()}"
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except ImportError as exc:
+            raise ComponentImportError(
+                f"{where}: cannot import {module} ({type(exc).__name__}: {exc}). Install the missing "
+                f"dependency or reinstall {self.owner.dist or 'the plugin'}."
+            ) from exc
+        except AttributeError:
+            raise ComponentImportError(f"{where}: {module} has no '{attr}' (factory reference '{self.ref}')") from None
+        if not callable(obj):
+            raise ComponentImportError(f"{where}: '{self.ref}' is not callable")
+        return obj
 
     def create(self, *args: Any, **kwargs: Any) -> Any:
         return self.factory(*args, **kwargs)
@@ -87,6 +189,7 @@ class Entry:
             "version": self.owner.version,
             "description": self.description,
             "aliases": list(self.aliases),
+            "factory": self.reference,
         }
 
 
@@ -212,18 +315,32 @@ class ComponentRegistrar:
     def add(
         self,
         name: str,
-        factory: Callable[..., Any],
+        factory: FactoryRef,
         *,
         description: str | None = None,
         aliases: Iterable[str] = (),
         **meta: Any,
-    ) -> Callable[..., Any]:
-        """Register ``factory`` under ``name``; returns the factory so it can be used as a decorator."""
+    ) -> FactoryRef:
+        """Register ``factory`` under ``name``; returns it so ``add`` can be used as a decorator.
+
+        ``factory`` is a callable or a ``"package.module:attribute"`` reference, imported the first
+        time the component is built; a reference needs ``description`` (its docstring is not read,
+        so registering imports nothing). ``meta`` keys are those of :data:`META_KEYS`.
+        """
+        where = f"{self.owner.describe()}: {self.kind} '{name}'"
         if not name or not isinstance(name, str):
-            raise ValueError(f"{self.owner.describe()}: a {self.kind} name must be a non-empty string")
-        if not callable(factory):
-            raise TypeError(f"{self.owner.describe()}: {self.kind} '{name}' factory is not callable")
-        doc = description if description is not None else (factory.__doc__ or "").strip().split("\n")[0]
+            raise RegistrationError(f"{self.owner.describe()}: a {self.kind} name must be a non-empty string")
+        if isinstance(factory, str):
+            _check_reference(factory, where)
+            if not description:
+                raise RegistrationError(
+                    f"{where}: give description=... with a factory reference ('{factory}' is not imported "
+                    "at registration, so its docstring is not read)"
+                )
+        elif not callable(factory):
+            raise RegistrationError(f"{where}: the factory is neither callable nor a 'module:attribute' reference")
+        check_meta(self.kind, name, meta, self.owner)
+        doc = description if description is not None else (factory.__doc__ or "").strip().split("\n")[0]  # type: ignore[union-attr]
         entry = Entry(self.kind, name, factory, self.owner, doc, tuple(aliases), dict(meta))
         self._registry._add(entry)
         return factory
@@ -233,6 +350,19 @@ class ComponentRegistrar:
             return self.add(name, factory, **kw)
 
         return deco
+
+
+def _check_reference(ref: str, where: str) -> None:
+    """A well-formed ``module:attribute`` whose module exists (found without importing it)."""
+    if not _REFERENCE.match(ref):
+        raise RegistrationError(f"{where}: factory reference '{ref}' is not of the form 'package.module:attribute'")
+    module = ref.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise RegistrationError(f"{where}: factory reference '{ref}': no module named '{module}'")
 
 
 class RecipeRegistrar:

@@ -1,22 +1,28 @@
-"""Batch mixers with soft targets: FMix, CutMix, MixUp and GLR2021 top-100's random choice of them.
+"""Batch mixers: FMix, CutMix, MixUp and GLR2021 top-100's random choice of them.
 
 Contract (``augmentation`` components with ``meta role="batch"``)::
 
     mixer = factory(**cfg)
-    images, soft = mixer(images: Tensor B x C x H x W, targets: int64 B, num_classes: int,
-                         generator: torch.Generator)   # soft: float32 B x num_classes, rows sum to 1
+    images, targets = mixer(images: Tensor B x C x H x W, targets: int64 B, num_classes: int,
+                            generator: torch.Generator)
 
-Each mixer pairs sample ``i`` with sample ``perm[i]`` (``torch.randperm(B, generator)``) and returns
-``soft = lam_i * onehot(y_i) + (1 - lam_i) * onehot(y_perm[i])``, which equals upstream's
-``lam * loss(y) + (1 - lam) * loss(y_perm)`` for any loss linear in its target (cross-entropy); the
-losses accept ``(B, C)`` soft targets. All randomness comes from ``generator`` (CPU; numpy draws are
-seeded from it), so a batch's mixing is reproducible. The images stay on their device.
+A mixer pairs sample ``i`` with sample ``perm[i]`` (``torch.randperm(B, generator)``) and returns the
+mixed images with a :class:`zoo.train.step.MixedTargets` ``(targets, targets[perm], lam)``; the trainer's
+step turns it into ``lam * L(x, y_a) + (1 - lam) * L(x, y_b)`` of the recipe's loss, as upstream's
+training loop does (GLR2021 top-100 ``utils.py`` L309-312). For a margin loss this is *not* the loss
+of a soft target ``lam * onehot(y_a) + (1 - lam) * onehot(y_b)`` (ArcFace puts the margin on the
+target class, so mixing the targets inside it is another function). A batch left unmixed keeps its
+int64 targets. All randomness comes from ``generator`` (CPU; numpy draws are seeded from it), so a
+batch's mixing is reproducible. The images stay on their device.
 
-Constants (GLR2021 top-100 ``custom/augmentations.py``, ``utils.py::train``; SEED_SYSTEMS.md 4.3):
-FMix alpha=3, decay power 1; CutMix alpha=1 with lambda clipped to [0.3, 0.4] and then set to the exact
-pasted area; MixUp alpha=0.2; ``mix_top100`` draws ``u ~ U(0, 1)``: FMix if u < .25, CutMix if
-u < .5, MixUp if u < .75, else no mixing (one-hot targets). Upstream mixes only after the warm-up
-epoch (``epoch > warmup_epochs``): configure the mixer on the stages that mix.
+Constants (GLR2021 top-100 ``custom/augmentations.py``, ``fmix.py``, ``utils.py::train`` L290-300;
+SEED_SYSTEMS.md 4.3): FMix alpha=3, decay power 1, ``max_soft=0`` (the mask's ``ceil`` or ``floor`` of
+``lam H W`` highest low-frequency pixels, coin flip; the loss weight is the sampled ``lam``); CutMix
+alpha=1 with lambda clipped to [0.3, 0.4] and then set to the exact unpasted area; MixUp alpha=0.2;
+``mix_top100`` draws ``u ~ U(0, 1)``: FMix if u < .25, CutMix if u < .5, MixUp if u < .75, else no
+mixing. Upstream mixes only after the warm-up epoch (``epoch > warmup_epochs``) and only where its
+``fmix``/``cutmix``/``mixup`` flags are on, which the released code never sets (``utils.py`` L526-528 ...
+L674-676): the default top-100 recipe has no mixer; ``glr2021-top100-effnet-b0-mix`` is the write-up's.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from zoo.registry import ZooError
+from zoo.train.step import MixedTargets
 
-Mixer = Callable[[torch.Tensor, torch.Tensor, int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+Mixed = tuple[torch.Tensor, "torch.Tensor | MixedTargets"]
+Mixer = Callable[[torch.Tensor, torch.Tensor, int, torch.Generator], Mixed]
 
 
 class MixError(ZooError):
@@ -49,10 +56,6 @@ def _check(images: torch.Tensor, targets: torch.Tensor, num_classes: int) -> Non
         )
 
 
-def one_hot(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
-    return F.one_hot(targets.long(), num_classes).float()
-
-
 def _numpy_rng(generator: torch.Generator) -> np.random.Generator:
     seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
     return np.random.default_rng(seed)
@@ -62,10 +65,9 @@ def _perm(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
-def _mix_targets(targets: torch.Tensor, perm: torch.Tensor, lam: float, num_classes: int) -> torch.Tensor:
-    hot = one_hot(targets, num_classes)
-    lam_t = torch.as_tensor(lam, dtype=torch.float32, device=hot.device).reshape(-1, 1)
-    return lam_t * hot + (1.0 - lam_t) * hot[perm.to(hot.device)]
+def _mixed(targets: torch.Tensor, perm: torch.Tensor, lam: float) -> MixedTargets:
+    """``(y_a, y_b = y_a[perm], lam)`` on the targets' device."""
+    return MixedTargets(targets, targets[perm.to(targets.device)], float(lam))
 
 
 # -- MixUp ------------------------------------------------------------------------------------------
@@ -78,13 +80,13 @@ class MixUp:
         self.alpha = float(alpha)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, num_classes: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator) -> Mixed:
         _check(images, targets, num_classes)
         perm = _perm(images.shape[0], generator)
         lam = float(_numpy_rng(generator).beta(self.alpha, self.alpha))
         p = perm.to(images.device)
         mixed = images * lam + images[p] * (1.0 - lam)
-        return mixed, _mix_targets(targets.cpu(), perm, lam, num_classes).to(images.device)
+        return mixed, _mixed(targets, perm, lam)
 
 
 # -- CutMix -----------------------------------------------------------------------------------------
@@ -111,7 +113,7 @@ class CutMix:
         self.clip = tuple(clip) if clip is not None else None
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, num_classes: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator) -> Mixed:
         _check(images, targets, num_classes)
         perm = _perm(images.shape[0], generator)
         rng = _numpy_rng(generator)
@@ -123,7 +125,7 @@ class CutMix:
         mixed = images.clone()
         mixed[:, :, y1:y2, x1:x2] = images[perm.to(images.device), :, y1:y2, x1:x2]
         lam = 1.0 - (y2 - y1) * (x2 - x1) / float(h * w)
-        return mixed, _mix_targets(targets.cpu(), perm, lam, num_classes).to(images.device)
+        return mixed, _mixed(targets, perm, lam)
 
 
 # -- FMix -------------------------------------------------------------------------------------------
@@ -138,9 +140,10 @@ def fourier_low_freq_image(height: int, width: int, decay: float, rng: np.random
 
 
 def fmix_mask(height: int, width: int, lam: float, decay: float, rng: np.random.Generator) -> np.ndarray:
-    """Binary mask (float32 H x W) whose ``round(lam H W)`` highest low-frequency pixels are 1."""
+    """Binary mask (float32 H x W) whose ``ceil`` or ``floor`` (coin flip) of ``lam H W`` highest
+    low-frequency pixels are 1 (``fmix.py::binarise_mask`` with ``max_soft=0``, L101-114)."""
     grey = fourier_low_freq_image(height, width, decay, rng).reshape(-1)
-    n_on = int(round(lam * grey.size))
+    n_on = math.ceil(lam * grey.size) if rng.random() > 0.5 else math.floor(lam * grey.size)
     mask = np.zeros(grey.size, dtype=np.float32)
     if n_on:
         mask[np.argsort(-grey, kind="stable")[:n_on]] = 1.0
@@ -149,8 +152,8 @@ def fmix_mask(height: int, width: int, lam: float, decay: float, rng: np.random.
 
 class FMix:
     """FMix: ``x = m x + (1 - m) x[perm]`` for a binarised low-frequency mask ``m`` covering a fraction
-    ``lam ~ Beta(alpha, alpha)`` (top-100: alpha=3, decay power 1, ``max_soft=0``); the target weight is
-    the mask's exact mean."""
+    ``lam ~ Beta(alpha, alpha)`` (top-100: alpha=3, decay power 1, ``max_soft=0``); the loss weight is
+    the sampled ``lam`` (``fmix.py::sample_mask`` returns it, not the mask's mean)."""
 
     def __init__(self, alpha: float = 3.0, decay: float = 1.0) -> None:
         if alpha <= 0 or decay <= 0:
@@ -159,7 +162,7 @@ class FMix:
         self.decay = float(decay)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, num_classes: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator) -> Mixed:
         _check(images, targets, num_classes)
         perm = _perm(images.shape[0], generator)
         rng = _numpy_rng(generator)
@@ -168,18 +171,17 @@ class FMix:
         mask_np = fmix_mask(h, w, lam, self.decay, rng)
         mask = torch.from_numpy(mask_np).to(device=images.device, dtype=images.dtype)
         mixed = images * mask + images[perm.to(images.device)] * (1.0 - mask)
-        lam = float(mask_np.mean())
-        return mixed, _mix_targets(targets.cpu(), perm, lam, num_classes).to(images.device)
+        return mixed, _mixed(targets, perm, lam)
 
 
 # -- random choice ----------------------------------------------------------------------------------
 class NoMix:
-    """Identity mixer: images unchanged, one-hot targets."""
+    """Identity mixer: images and int64 targets unchanged."""
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, num_classes: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator) -> Mixed:
         _check(images, targets, num_classes)
-        return images, one_hot(targets.cpu(), num_classes).to(images.device)
+        return images, targets
 
 
 class RandomMix:
@@ -194,7 +196,7 @@ class RandomMix:
         self.last: str = "none"  # name of the mixer used for the latest batch (for logs)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, num_classes: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator) -> Mixed:
         u = float(torch.rand((), generator=generator))
         edge = 0.0
         for p, mixer in self.choices:

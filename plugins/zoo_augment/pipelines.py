@@ -188,6 +188,22 @@ TOP100_STAGES: dict[int, Top100Stage] = {
 TOP100_HOLE = 64  # CoarseDropout hole side at crop 448
 
 
+#: ``channels`` of the top-100 pipelines: ``rgb`` (zoo's fix) or ``bgr`` (upstream's training input)
+CHANNEL_ORDERS = ("rgb", "bgr")
+
+
+def to_bgr(image: Any, **_: Any) -> Any:
+    """RGB -> BGR (GLR2021 top-100 ``data.py`` L38-39 trains on ``cv2.imread`` output without
+    ``cvtColor(BGR2RGB)``, while its inference converts; ``channels="bgr"`` reproduces that)."""
+    return image[..., ::-1].copy()
+
+
+def _channel_steps(channels: str) -> list[Any]:
+    if channels not in CHANNEL_ORDERS:
+        raise AugmentationError(f"top-100: channels must be one of {', '.join(CHANNEL_ORDERS)} (got '{channels}')")
+    return [A.Lambda(image=to_bgr, name="to_bgr", p=1.0)] if channels == "bgr" else []
+
+
 def _top100_stage(stage: int) -> Top100Stage:
     if int(stage) not in TOP100_STAGES:
         raise AugmentationError(f"top-100 stage must be 1..5 (got {stage}); see TOP100_STAGES")
@@ -204,7 +220,7 @@ def _top100_sizes(image_size: int, st: Top100Stage, resize_to: int | None) -> tu
 
 def top100_train(image_size: int, *, stage: int = 1, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, resize_to: int | None = None, flip_p: float = 0.5,
-                 hole_size: int | None = None, dropout_p: float = 0.5) -> A.Compose:
+                 hole_size: int | None = None, dropout_p: float = 0.5, channels: str = "rgb") -> A.Compose:
     """GLR2021 top-100 ``classic_training`` stage ``stage`` (1..5, :data:`TOP100_STAGES`, SEED_SYSTEMS.md 4.3):
     ``Resize(pre)`` -> ``RandomCrop(S)`` (stages 2-5) -> ``HorizontalFlip(.5)`` -> ``CoarseDropout(1 hole
     64 x 64, p=.5)`` (stage 3) -> ``Resize(S)`` -> ``Normalize()`` -> ``ToTensorV2``.
@@ -212,11 +228,12 @@ def top100_train(image_size: int, *, stage: int = 1, mean: Sequence[float] = IMA
     ``image_size`` is the crop (224, 448, 448, 448, 640 upstream); the pre-resize keeps the stage's
     ratio (512/448, 704/640) unless ``resize_to`` is given, and the hole scales as 64 * S / 448 unless
     ``hole_size`` is given, so at the upstream sizes every number is upstream's. Stage 4's FMix / CutMix /
-    MixUp act on batches: the ``mix_top100`` component.
+    MixUp act on batches: the ``mix_top100`` component. ``channels="bgr"`` feeds the network BGR images
+    as upstream's training did (:func:`to_bgr`); the default ``rgb`` is zoo's fix.
     """
     st = _top100_stage(stage)
     pre, crop = _top100_sizes(image_size, st, resize_to)
-    steps: list[Any] = [resize(pre)]
+    steps: list[Any] = [*_channel_steps(channels), resize(pre)]
     if st.crop != st.resize or pre != crop:
         steps.append(A.RandomCrop(crop, crop))
     steps.append(A.HorizontalFlip(p=flip_p))
@@ -230,19 +247,20 @@ def top100_train(image_size: int, *, stage: int = 1, mean: Sequence[float] = IMA
 
 
 def top100_val(image_size: int, *, stage: int | None = None, mean: Sequence[float] = IMAGENET_MEAN,
-               std: Sequence[float] = IMAGENET_STD, resize_to: int | None = None) -> A.Compose:
+               std: Sequence[float] = IMAGENET_STD, resize_to: int | None = None, channels: str = "rgb") -> A.Compose:
     """GLR2021 top-100 validation = pre + post transforms of the stage: ``Resize(pre)`` -> ``Resize(S)``
     -> ``Normalize()`` (``data.py::get_transforms``; SEED_SYSTEMS.md 4.3).
 
     Without ``stage`` it is the stage whose crop equals ``image_size`` (224 -> 1, 448 -> 2, 640 -> 5:
-    ``Resize(512) -> Resize(448)`` at 448), or a plain ``Resize(S)`` for any other size."""
+    ``Resize(512) -> Resize(448)`` at 448), or a plain ``Resize(S)`` for any other size. ``channels``
+    as :func:`top100_train` (upstream validated on the same BGR dataset class)."""
     if stage is None:
         stage = next((k for k, v in TOP100_STAGES.items() if v.crop == int(image_size)), 1)
         if TOP100_STAGES[stage].crop != int(image_size) and resize_to is None:
             resize_to = int(image_size)
     st = _top100_stage(stage)
     pre, crop = _top100_sizes(image_size, st, resize_to)
-    steps: list[Any] = [resize(pre)] + ([resize(crop)] if pre != crop else [])
+    steps: list[Any] = [*_channel_steps(channels), resize(pre)] + ([resize(crop)] if pre != crop else [])
     return finish(steps, mean, std)
 
 

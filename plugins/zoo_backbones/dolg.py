@@ -15,7 +15,9 @@ one-to-one (``encoder`` holds what upstream calls ``backbone``):
 * ``attention2d``: :class:`SpatialAttention2d`, 1x1 conv -> BN -> (L2-normalised map taken here) ->
   ReLU -> 1x1 conv to 1 -> Softplus(beta=1, threshold=20); output ``att * normalised map``.
 * ``conv_g`` (1x1 to 1024) -> ``bn_g`` (BatchNorm2d eps=1e-3, momentum=0.1) -> SiLU ->
-  ``global_pool`` (GeM p=3, trainable) -> 1024-d global vector.
+  ``global_pool`` (GeM p=3, trainable) -> 1024-d global vector. The GeM is the registered ``gem``
+  pooling, named in the recipe (``global_pool: {component: pooling, type: gem, p: 3.0}``) and
+  built by :func:`zoo.assembly.build_nested_components`: plugins never import each other.
 * :class:`OrthogonalFusion`: ``proj = (fg . fl_ij) / ||fg|| * fg`` (the released code divides by
   ``||fg||``; the DOLG paper's ``||fg||^2`` is ``fusion="paper"``); output ``cat([fl - proj, fg])``,
   2048 channels.
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.registry import ZooError
+from zoo_backbones.library_pretrained import create_timm_model
 
 #: Upstream constants (``ch_mdl_dolg_efficientnet.py`` / ``default_config.py``).
 DEFAULT_DILATIONS: tuple[int, int, int] = (6, 12, 18)
@@ -52,6 +55,7 @@ TEST_KWARGS: dict[str, Any] = {
     "local_dim": 32,
     "global_dim": 32,
     "atrous_channels": 16,
+    "global_pool": {"component": "pooling", "type": "gem", "p": 3.0, "p_trainable": True},
 }
 
 
@@ -157,21 +161,24 @@ class DolgEfficientNet(nn.Module):
         local_dim: int = LOCAL_DIM,
         global_dim: int = GLOBAL_DIM,
         atrous_channels: int = ATROUS_CHANNELS,
-        gem_p: float = 3.0,
-        gem_p_trainable: bool = True,
+        global_pool: nn.Module | None = None,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
-        import timm
-        from zoo_pooling.gem import GeM
 
+        if not isinstance(global_pool, nn.Module):
+            raise DolgConfigError(
+                f"DOLG needs its global-branch pooling as a built module, got {type(global_pool).__name__}; "
+                "set model.backbone.global_pool: {component: pooling, type: gem, p: 3.0} in the recipe "
+                "(built through the registry by zoo.assembly.build_nested_components)"
+            )
         if local_dim != global_dim:
             raise DolgConfigError(
                 f"DOLG fuses local and global features by a dot product: local_dim ({local_dim}) must "
                 f"equal global_dim ({global_dim})"
             )
         try:
-            self.encoder = timm.create_model(
+            self.encoder = create_timm_model(
                 name, pretrained=pretrained, features_only=True, out_indices=(3, 4), in_chans=3, **timm_kwargs
             )
         except RuntimeError as exc:
@@ -192,7 +199,7 @@ class DolgEfficientNet(nn.Module):
         self.conv_g = nn.Conv2d(global_in, global_dim, kernel_size=1)
         self.bn_g = nn.BatchNorm2d(global_dim, eps=BN_G_EPS, momentum=BN_G_MOMENTUM)
         self.act_g = nn.SiLU()
-        self.global_pool = GeM(p=gem_p, p_trainable=gem_p_trainable, flatten=True)
+        self.global_pool = global_pool  # B x C x H x W -> B x C (upstream: GeM p=3, trainable)
         self.fusion = OrthogonalFusion(fusion)
         self.num_features = local_dim + global_dim
 
@@ -214,6 +221,7 @@ def create_dolg_efficientnet(**kwargs: Any) -> DolgEfficientNet:
     kwargs: ``name`` (timm EfficientNet, default ``tf_efficientnet_b5.ns_jft_in1k``), ``pretrained``,
     ``dilations`` ([6, 12, 18]), ``stride`` (first-conv stride, None keeps 2), ``fusion``
     ("released" = ``/||fg||``, "paper" = ``/||fg||^2``), ``local_dim``/``global_dim`` (1024),
-    ``atrous_channels`` (512), ``gem_p`` (3), ``gem_p_trainable`` (True); other kwargs go to timm.
+    ``atrous_channels`` (512), ``global_pool`` (a built pooling module: the registered ``gem`` with
+    p=3 trainable, from ``{component: pooling, type: gem, p: 3.0}``); other kwargs go to timm.
     """
     return DolgEfficientNet(**kwargs)

@@ -17,6 +17,11 @@ As released (SEED_SYSTEMS §2.2), ported to timm 1.x, whose Swin is channels-las
   embedder's first-conv stride (upstream ``cfg.stride``, the B5 model), halving the reduction.
 * output: Swin's final LayerNorm, then the mean over tokens -> ``B x 1024`` (``output_fmt="NC"``),
   timm-0.4.12 Swin's ``norm -> AdaptiveAvgPool1d -> flatten``.
+* ``embedder=None``: the plain Swin with its own 4x4 patch embedding at its own ``img_size`` -- step 1
+  of the paper's four-step recipe (arXiv 2110.03786 §2.2.2: "initialize the transformer-neck-head part
+  by training on a small image size using GLDv2c"). Its transformer keeps the parameter names of the
+  hybrid model, so the next stage (``model_overrides`` adding the embedder) carries it over; the
+  patch embedding is the only part that changes.
 
 CPU/GPU agnostic and AMP-safe (pure timm layers).
 """
@@ -29,6 +34,7 @@ import torch
 from torch import nn
 
 from zoo.registry import ZooError
+from zoo_backbones.library_pretrained import create_timm_model
 
 DEFAULT_SWIN = "swin_base_patch4_window7_224"
 DEFAULT_EMBEDDER = "tf_efficientnet_b5.ns_jft_in1k"
@@ -68,7 +74,7 @@ class HybridSwin(nn.Module):
     def __init__(
         self,
         name: str = DEFAULT_SWIN,
-        embedder: str = DEFAULT_EMBEDDER,
+        embedder: str | None = DEFAULT_EMBEDDER,
         embedder_index: int = 3,
         img_size: Sequence[int] | int = 448,
         stride: Sequence[int] | int | None = None,
@@ -81,9 +87,12 @@ class HybridSwin(nn.Module):
         from timm.layers import HybridEmbed
 
         img = _pair(img_size)
+        if embedder in (None, "", "none"):
+            self._init_plain(timm, name, img, stride, pretrained, swin_kwargs)
+            return
         emb_pretrained = pretrained if embedder_pretrained is None else embedder_pretrained
         try:
-            emb = timm.create_model(
+            emb = create_timm_model(
                 embedder, pretrained=emb_pretrained, features_only=True, out_indices=[int(embedder_index)], in_chans=3
             )
         except (RuntimeError, IndexError, AssertionError) as exc:
@@ -108,7 +117,7 @@ class HybridSwin(nn.Module):
             )
         grid = (img[0] // reduction, img[1] // reduction)
         try:
-            swin = timm.create_model(name, pretrained=pretrained, num_classes=0, **swin_kwargs)
+            swin = create_timm_model(name, pretrained=pretrained, num_classes=0, **swin_kwargs)
         except RuntimeError as exc:
             raise HybridSwinConfigError(f"Hybrid-Swin: cannot create timm model '{name}': {exc}") from exc
         patch = _pair(getattr(swin.patch_embed, "patch_size", 4))
@@ -134,6 +143,25 @@ class HybridSwin(nn.Module):
         self.stride = None if stride is None else list(_pair(stride))
         self.num_features = int(swin.num_features)
 
+    def _init_plain(self, timm: Any, name: str, img: tuple[int, int], stride: Any, pretrained: bool,
+                    swin_kwargs: dict[str, Any]) -> None:
+        """The Swin alone (paper step 1): its own patch embedding, built for ``img``."""
+        if stride is not None:
+            raise HybridSwinConfigError(
+                "Hybrid-Swin: stride applies to the EfficientNet embedder; without an embedder (plain Swin) "
+                "drop model.backbone.stride"
+            )
+        try:
+            swin = timm.create_model(name, pretrained=pretrained, num_classes=0, img_size=img, **swin_kwargs)
+        except RuntimeError as exc:
+            raise HybridSwinConfigError(f"Hybrid-Swin: cannot create timm model '{name}' at {img}: {exc}") from exc
+        self.swin = swin
+        self.img_size = list(img)
+        self.grid_size = list(swin.patch_embed.grid_size)
+        self.embedder_index = None
+        self.stride = None
+        self.num_features = int(swin.num_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != tuple(self.img_size):
             raise HybridSwinConfigError(
@@ -147,7 +175,8 @@ def create_hybrid_swin(**kwargs: Any) -> HybridSwin:
     """Hybrid EfficientNet-Swin (GLR2021 1st place, Henkel): pooled 1024-d Swin-Base features.
 
     kwargs: ``name`` (timm Swin, default ``swin_base_patch4_window7_224``), ``embedder`` (timm
-    EfficientNet), ``embedder_index`` (features_only out index: 1 or 3 as released), ``img_size``
+    EfficientNet; ``None``: the plain Swin, paper step 1), ``embedder_index`` (features_only out
+    index: 1 or 3 as released), ``img_size``
     (input size; the Swin is built for ``img_size / reduction`` patches), ``stride`` (embedder
     first-conv stride, None keeps 2), ``pretrained``; other kwargs go to the timm Swin.
     """

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from zoo.registry import ZooError
+from zoo_backbones.library_pretrained import create_open_clip_model
 
 DEFAULT_ARCH = "ViT-H-14"
 DEFAULT_TAG = "laion2b_s32b_b79k"
@@ -74,13 +75,11 @@ class OpenClipViT(nn.Module):
         arch = name or arch
         embed_dim, vcfg = vision_config(arch, vision_cfg)
         if pretrained:
-            import open_clip
-
             if vision_cfg:
                 raise OpenClipConfigError(
                     "openclip_vit: pretrained weights need the stock vision config; drop vision_cfg overrides"
                 )
-            net = open_clip.create_model(arch, pretrained=tag).visual
+            net = create_open_clip_model(arch, tag).visual
         else:
             net = _build_vision_tower(embed_dim, vcfg)
         if not hasattr(net, "transformer") or not hasattr(net, "proj"):

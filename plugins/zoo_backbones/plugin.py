@@ -1,7 +1,8 @@
 """Built-in backbones: ``timm``, named timm architectures of the seeds, and the complex backbones.
 
-Complex backbones live in their own modules and are imported only when built, so a broken or
-missing module never takes the other registrations down:
+Registering imports nothing heavy: every factory is a ``"module:attribute"`` reference (or, for the
+named timm architectures, a small function importing timm on first use), so a broken or missing
+module never takes the other registrations down and ``zoo components`` starts fast:
 
 * ``dolg_efficientnet`` -> ``zoo_backbones.dolg.create_dolg_efficientnet`` (GLR2021 1st place)
 * ``hybrid_swin`` -> ``zoo_backbones.hybrid_swin.create_hybrid_swin`` (GLR2021 1st place)
@@ -9,20 +10,21 @@ missing module never takes the other registrations down:
 
 Their tiny contract-test builds (module-level ``TEST_KWARGS`` literals) are read from the source
 with :func:`ast.literal_eval`, without importing the module (which would import open_clip etc.).
+A module that fails to import is reported when the component is built
+(:class:`zoo.registry.ComponentImportError`, naming the module and the missing dependency).
 """
 
 from __future__ import annotations
 
 import ast
-import importlib
 import importlib.util
 import logging
 from pathlib import Path
 from typing import Any, Callable
 
 from zoo import hookimpl
-from zoo.registry import ComponentRegistrar, ZooError
-from zoo_backbones.timm_backbones import NAMED_BACKBONES, create_timm_backbone, named_factory
+from zoo.registry import ComponentRegistrar
+from zoo_backbones.named import NAMED_BACKBONES
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +48,16 @@ COMPLEX_BACKBONES: dict[str, tuple[str, str, str]] = {
 }
 
 
-class BackboneModuleError(ZooError, ImportError):
-    """A complex backbone whose implementation module cannot be imported."""
-
-
-def lazy_factory(module: str, func: str, name: str) -> Callable[..., Any]:
-    """A factory importing ``zoo_backbones.<module>`` and calling ``<func>`` only when a model is built."""
-    qualified = f"zoo_backbones.{module}"
+def named_backbone(name: str) -> Callable[..., Any]:
+    """The factory of the fixed timm architecture ``name``; timm is imported when it is called."""
 
     def factory(**kwargs: Any) -> Any:
-        try:
-            mod = importlib.import_module(qualified)
-        except ImportError as exc:
-            raise BackboneModuleError(
-                f"backbone '{name}': cannot import {qualified} ({type(exc).__name__}: {exc}). "
-                "Reinstall instance-zoo or install the missing dependency."
-            ) from exc
-        fn = getattr(mod, func, None)
-        if fn is None:
-            raise BackboneModuleError(f"backbone '{name}': {qualified} has no factory '{func}'")
-        return fn(**kwargs)
+        from zoo_backbones.timm_backbones import named_factory
 
-    factory.__name__ = func
-    factory.__doc__ = f"Built by {qualified}.{func} (imported on first use)."
+        return named_factory(name)(**kwargs)
+
+    factory.__name__ = f"create_{name.replace('.', '_')}"
+    factory.__doc__ = f"timm '{name}': {NAMED_BACKBONES.get(name, '')}"
     return factory
 
 
@@ -94,33 +83,26 @@ def read_test_kwargs(module: str) -> dict[str, Any] | None:
         if isinstance(target, ast.Name) and target.id == "TEST_KWARGS" and value is not None:
             try:
                 out = ast.literal_eval(value)
-            except ValueError:
-                return _imported_test_kwargs(module)
+            except ValueError:  # importing the module to evaluate it would import torch at registration
+                log.warning("%s: TEST_KWARGS must be a literal dict (read without importing the module)", spec.origin)
+                return None
             return dict(out) if isinstance(out, dict) else None
     return None
-
-
-def _imported_test_kwargs(module: str) -> dict[str, Any] | None:
-    try:
-        value = getattr(importlib.import_module(f"zoo_backbones.{module}"), "TEST_KWARGS", None)
-    except ImportError:
-        return None
-    return dict(value) if isinstance(value, dict) else None
 
 
 @hookimpl
 def zoo_register_backbones(registrar: ComponentRegistrar) -> None:
     registrar.add(
         "timm",
-        create_timm_backbone,
+        "zoo_backbones.timm_backbones:create_timm_backbone",
         description="any timm model (name incl. pretrained tag) as an NCHW feature map",
         test_kwargs={"name": "mobilenetv2_035"},
     )
     for name, what in NAMED_BACKBONES.items():
-        registrar.add(name, named_factory(name), description=f"timm {name}: {what}")
+        registrar.add(name, named_backbone(name), description=f"timm {name}: {what}")
     for name, (module, func, description) in COMPLEX_BACKBONES.items():
         meta: dict[str, Any] = {}
         test_kwargs = read_test_kwargs(module)
         if test_kwargs is not None:
             meta["test_kwargs"] = test_kwargs
-        registrar.add(name, lazy_factory(module, func, name), description=description, **meta)
+        registrar.add(name, f"zoo_backbones.{module}:{func}", description=description, **meta)

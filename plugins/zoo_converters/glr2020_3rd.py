@@ -47,13 +47,24 @@ def is_rexnet(cfg: Any) -> bool:
 
 
 def timm_target_state(cfg: Any) -> dict[str, torch.Tensor]:
-    """The recipe backbone's timm state dict (keys in module order, shapes) built on the meta device."""
-    from zoo_backbones.timm_backbones import TimmBackbone
+    """The recipe backbone's timm state dict (keys in module order, shapes) built on the meta device.
+
+    The backbone is the recipe's own ``model.backbone`` entry created through the registry (this
+    plugin never imports the backbones plugin); its timm network is ``backbone.net``, the module the
+    ``backbone.net.*`` keys written here belong to.
+    """
+    from zoo.plugins import get_registry
 
     kwargs = _backbone_cfg(cfg)
     kwargs["pretrained"] = False
     with torch.device("meta"):
-        net = TimmBackbone(**kwargs).net
+        backbone = get_registry().create("backbone", str(cfg.model.backbone.type), **kwargs)
+    net = getattr(backbone, "net", None)
+    if net is None:
+        raise ConversionError(
+            f"{LAYOUT}: backbone type '{cfg.model.backbone.type}' has no timm network 'net'; the GLR2020 "
+            "3rd-place ReXNet layout maps onto 'type: timm, name: rexnet_200'"
+        )
     return net.state_dict()
 
 

@@ -9,9 +9,6 @@ Each module is imported only when its converter runs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
-
 from zoo import hookimpl
 from zoo.registry import ComponentRegistrar
 
@@ -28,17 +25,9 @@ BACKBONE_LAYOUTS = {
 }
 
 
-def _lazy(module: str) -> Callable[..., Any]:
-    def convert(state_dict: dict, cfg: Any) -> dict:
-        return importlib.import_module(module).convert(state_dict, cfg)
-
-    convert.__doc__ = f"Converter implemented in {module}.convert"
-    return convert
-
-
 @hookimpl
 def zoo_register_converters(registrar: ComponentRegistrar) -> None:
     for layout, (module, description) in LAYOUTS.items():
-        registrar.add(layout, _lazy(module), description=description)
+        registrar.add(layout, f"{module}:convert", description=description)
     for layout, (module, description) in BACKBONE_LAYOUTS.items():
-        registrar.add(layout, _lazy(module), description=description, target="backbone")
+        registrar.add(layout, f"{module}:convert", description=description, target="backbone")

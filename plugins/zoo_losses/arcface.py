@@ -11,9 +11,18 @@ with a scalar margin), SEED_SYSTEMS.md section 0.3::
 Differences from the released code, none of which change values away from |cos| = 1:
 margins are tensors on the logits' device (upstream hard-codes ``.cuda()``); logits are cast to
 float32 (AMP-safe); ``sin = sqrt(clamp(1 - cos**2, min=1e-12))`` after clamping ``cos`` to
-[-1, 1], so neither the value nor the gradient is NaN at ``|cos| = 1``. Soft (mixed) targets
-``B x C`` generalise the one-hot: each class column ``c`` gets its own margin ``m_c`` and the
-mix ``t * phi + (1 - t) * cos``, which equals the upstream formula for one-hot targets.
+[-1, 1], so neither the value nor the gradient is NaN at ``|cos| = 1``. Soft targets ``B x C``
+generalise the one-hot: each class column ``c`` gets its own margin ``m_c`` and the mix
+``t * phi + (1 - t) * cos``, which equals the upstream formula for one-hot targets. A soft target is
+*not* how the seeds train on mixed batches: upstream (GLR2021 top-100 ``utils.py`` L309-312) takes
+``lam * L(x, y_a) + (1 - lam) * L(x, y_b)`` of this loss, a different function (the margin moves with
+the target); the batch mixers hand the trainer a :class:`zoo.train.step.MixedTargets` for that.
+
+``margin_order="first_seen"`` reproduces GLR2021 top-100's misaligned margins (``utils.py`` L486-488:
+margins from ``value_counts().sort_index()``, i.e. in sorted-label order, indexed by class codes
+numbered in order of first appearance, ``data.py`` L145-148); the default ``"class"`` aligns each
+margin with its own class (zoo's fix). The trainer calls :meth:`ArcFaceDynamicMargin.set_class_order`
+with the training targets in row order.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,12 +44,15 @@ from zoo_losses.margins import (
     SCHEDULE_MAX,
     SCHEDULE_STRIDE,
     dynamic_margins,
+    first_seen_ranks,
     scheduled_margin,
 )
 
 GLR2020_S = 80.0
 GUIE_S = 30.0
 SIN_EPS = 1e-12
+#: ``class``: margin c from class c's count (zoo); ``first_seen``: GLR2021 top-100's misalignment
+MARGIN_ORDERS = ("class", "first_seen")
 
 
 class LossInputError(ZooError, ValueError):
@@ -125,9 +138,11 @@ def _arcface_loss(logits: torch.Tensor, target: torch.Tensor, margins: torch.Ten
 class ArcFaceDynamicMargin(nn.Module):
     """ArcFace with per-class dynamic margins (seed: GLR2020 3rd place; ``s=80``, ``lam=1/4``, [0.05, 0.5]).
 
-    GLR2021 1st / top-100 recipes set ``s=45``. Margins come from :meth:`set_class_counts` (class
+    GLR2021 1st place sets ``s=45``. Margins come from :meth:`set_class_counts` (class
     counts aligned with class indices) or ``class_counts=`` / ``margins=`` at construction; they
     live in a non-persistent buffer, so ``.to(device)`` moves them and checkpoints stay clean.
+    ``margin_order`` (see the module docstring): ``class`` (default) or ``first_seen`` (upstream
+    top-100's misalignment; needs :meth:`set_class_order`).
     """
 
     def __init__(
@@ -138,10 +153,18 @@ class ArcFaceDynamicMargin(nn.Module):
         hi: float = DYNAMIC_HI,
         class_counts: Any = None,
         margins: Any = None,
+        margin_order: str = "class",
     ) -> None:
         super().__init__()
         self.s = float(s)
         self.lam, self.lo, self.hi = float(lam), float(lo), float(hi)
+        if margin_order not in MARGIN_ORDERS:
+            raise LossInputError(
+                f"arcface_dynamic: margin_order must be one of {', '.join(MARGIN_ORDERS)}, got '{margin_order}'"
+            )
+        self.margin_order = margin_order
+        self._aligned: torch.Tensor | None = None  # margins aligned with class indices
+        self._ranks: np.ndarray | None = None  # first-appearance rank of each class (first_seen order)
         self.register_buffer("margins", torch.empty(0), persistent=False)
         if class_counts is not None and margins is not None:
             raise LossInputError("arcface_dynamic: give class_counts or margins, not both")
@@ -151,9 +174,37 @@ class ArcFaceDynamicMargin(nn.Module):
             self.set_margins(margins)
 
     def set_class_counts(self, counts: Any) -> torch.Tensor:
-        """Compute margins from per-class image counts (1-D, index = class id); returns them."""
-        self.set_margins(dynamic_margins(counts, self.lam, self.lo, self.hi))
+        """Compute margins from per-class image counts (1-D, index = class id); returns the margins in use."""
+        self._aligned = dynamic_margins(counts, self.lam, self.lo, self.hi)
+        self._apply_order()
         return self.margins
+
+    def set_class_order(self, targets: Any) -> None:
+        """The training targets in row order; ``margin_order="first_seen"`` uses the order in which the
+        classes first appear (upstream top-100's class codes). No effect with ``margin_order="class"``."""
+        if self.margin_order != "first_seen":
+            return
+        t = np.asarray(targets.detach().cpu() if isinstance(targets, torch.Tensor) else targets, dtype=np.int64)
+        self._ranks = first_seen_ranks(t, int(t.max()) + 1 if t.size else 0)
+        self._apply_order()
+
+    def _apply_order(self) -> None:
+        if self._aligned is None:
+            return
+        if self.margin_order == "class":
+            self.set_margins(self._aligned)
+            return
+        if self._ranks is None:
+            raise LossInputError(
+                "arcface_dynamic: margin_order=first_seen needs the classes' order of first appearance: "
+                "call loss.set_class_order(training targets in row order) (zoo train does)"
+            )
+        n = self._aligned.numel()
+        if len(self._ranks) != n:
+            raise LossInputError(
+                f"arcface_dynamic: set_class_order saw {len(self._ranks)} classes but there are {n} class counts"
+            )
+        self.set_margins(self._aligned[torch.from_numpy(self._ranks)])
 
     def set_margins(self, margins: Any) -> None:
         m = torch.as_tensor(margins, dtype=torch.float32).reshape(-1)
@@ -174,7 +225,8 @@ class ArcFaceDynamicMargin(nn.Module):
         return _arcface_loss(logits, target, self.margins.to(logits.device), self.s)
 
     def extra_repr(self) -> str:
-        return f"s={self.s}, lam={self.lam}, lo={self.lo}, hi={self.hi}, classes={self.margins.numel()}"
+        return (f"s={self.s}, lam={self.lam}, lo={self.lo}, hi={self.hi}, classes={self.margins.numel()}, "
+                f"margin_order={self.margin_order}")
 
 
 class ArcFaceScheduledMargin(nn.Module):

@@ -79,6 +79,21 @@ def dynamic_margins(
     return torch.from_numpy(out.astype(np.float32))
 
 
+def first_seen_ranks(targets: Any, num_classes: int) -> np.ndarray:
+    """``ranks[c]`` = the position of class ``c`` in the order the classes first appear in ``targets``
+    (row order). Every class ``0..num_classes-1`` must appear; -1 targets (no class) are ignored."""
+    t = np.asarray(targets, dtype=np.int64).reshape(-1)
+    t = t[t >= 0]
+    classes, first = np.unique(t, return_index=True)
+    if len(classes) != num_classes or (num_classes and (classes[0] != 0 or classes[-1] != num_classes - 1)):
+        raise MarginError(
+            f"class order: the targets hold {len(classes)} distinct classes, expected every class 0..{num_classes - 1}"
+        )
+    ranks = np.empty(num_classes, dtype=np.int64)
+    ranks[classes[np.argsort(first, kind="stable")]] = np.arange(num_classes)
+    return ranks
+
+
 def scheduled_margin(
     epoch: int, m0: float = SCHEDULE_M0, stride: float = SCHEDULE_STRIDE, max_m: float = SCHEDULE_MAX
 ) -> float:

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from zoo.inference.types import NeighbourRequest, Output, PostprocessError, PostprocessInputs
+from zoo.postprocess import NeighbourRequest, Output, PostprocessError, PostprocessInputs
 
 #: label given to padded neighbour columns: never equal to a real label (or to NON_LANDMARK)
 PAD_LABEL: int = np.iinfo(np.int64).min
@@ -15,7 +15,7 @@ CHUNK_ELEMENTS = 1 << 24
 
 
 class BasePostprocessor:
-    """Default attributes of the ``postprocessor`` contract (see ``zoo.inference.types.Postprocessor``)."""
+    """Default attributes of the ``postprocessor`` contract (see ``zoo.postprocess.Postprocessor``)."""
 
     name: str = "postprocessor"
     requests: tuple[NeighbourRequest, ...] = ()

@@ -1,24 +1,32 @@
 """Henkel & Singer 2020 recognition post-processing (GLR2020 1st place; used by GLR2021 1st and top-100).
 
 Seed: psinger/kaggle-landmark-recognition-2020-1st-place ``notebooks/blend_ranking.ipynb``
-(SEED_SYSTEMS.md 6). Per model ``m`` (its descriptor slice):
+(SEED_SYSTEMS.md 6); the defaults are the notebook's. Per model ``m`` (its descriptor slice):
 
 0. ``quantile=True``: a ``QuantileTransformer(output_distribution="normal")`` fit on the query
-   embeddings is applied to every set, rows re-L2-normalised (``transform_embeddings``).
+   embeddings is applied to every set (cell 6; sklearn 0.23.2 defaults n_quantiles=1000,
+   subsample=100,000), rows re-L2-normalised (``transform_embeddings``; the notebook's cosine
+   normalises them too). Fitting on the concatenation equals fitting each slice: the transform is
+   per column.
 1. Train-side penalty ``B[t]`` = mean cosine of gallery (train) image ``t`` to its
-   ``train_penalty_k=5`` nearest non-landmark images.
+   ``train_penalty_k=5`` nearest non-landmark images (cell 7, ``k=5``).
 2. ``a(q, t) = clamp(cos(q, t), 0, 1) - B[t]``; keep the ``top_k=3`` best of the query's
-   ``candidates`` nearest gallery images (by cosine) -> 3 (label, score) pairs per model.
-3. Sum the scores per label over all models' pairs; prediction = argmax label, confidence = that sum.
-4. Test-side penalty: confidence -= ``test_penalty_weight=1`` x mean cosine of the query to its
-   ``test_penalty_k=10`` nearest non-landmark images on the whole concatenated descriptor
-   (``drop_first=True`` drops the first neighbour, as upstream's ``k=11`` minus the image itself, for
-   when the queries are part of the non-landmark set).
+   ``candidates`` nearest gallery images (by cosine) -> 3 (label, score) pairs per model (cell 7,
+   ``get_topk_cossim_sub(..., k=3)``).
+3. Sum the scores per label over all models' pairs; prediction = argmax label, confidence = that sum
+   (cell 9).
+4. Test-side penalty (cells 11-12): confidence -= ``test_penalty_weight=1`` x mean cosine of the query
+   to its nearest non-landmark images on the whole concatenated descriptor *after* the quantile
+   transform (``test_penalty_transformed=True``), ``get_topk_cossim(val, nonlandmark, k=11)`` with
+   column 0 dropped (``vals_2[:, 1:]``): ``test_penalty_k=10`` neighbours after ``drop_first=True``
+   (the notebook's non-landmarks are validation images, so column 0 is the query itself; the
+   notebook drops it for every query).
 
 ``candidates`` (default 50) bounds step 2: upstream scored every train image; the top-3 of
 ``clamp(cos) - B`` lies among the ``candidates`` nearest unless a penalty exceeds the cosine gap, so
-raise it for exactness (the pipeline's search depth). The test-side penalty uses the plain
-(untransformed) concatenated descriptor unless ``test_penalty_transformed``.
+raise it for exactness (the pipeline's search depth). ``drop_first=False`` /
+``test_penalty_transformed=False`` give the earlier zoo variant (penalty on the plain descriptor, no
+column dropped), for query sets that are not part of the non-landmark set.
 
 Needs: per-model ``hs_query_gallery`` (query -> gallery, ``candidates``, transformed), per-model
 ``hs_gallery_non_landmark`` (gallery -> non_landmark, ``train_penalty_k``, transformed), whole
@@ -32,7 +40,7 @@ from typing import Mapping
 
 import numpy as np
 
-from zoo.inference.types import NON_LANDMARK, NeighbourRequest, Neighbours, Output, PostprocessError, PostprocessInputs, Recognition
+from zoo.postprocess import NON_LANDMARK, NeighbourRequest, Neighbours, Output, PostprocessError, PostprocessInputs, Recognition
 from zoo_postprocess.base import PAD_LABEL, BasePostprocessor, best_label_per_row, neighbour_labels
 
 
@@ -46,7 +54,12 @@ def mean_valid(nb: Neighbours, k: int, drop_first: bool = False) -> np.ndarray:
     return np.divide(np.where(valid, scores, 0.0).sum(1), n, out=np.zeros(scores.shape[0]), where=n > 0)
 
 
-def quantile_normal(sets: Mapping[str, np.ndarray], fit_on: str = "query", n_quantiles: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+#: sklearn 0.23.2's QuantileTransformer default (the notebook's version); newer sklearn uses 10,000
+QUANTILE_SUBSAMPLE = 100_000
+
+
+def quantile_normal(sets: Mapping[str, np.ndarray], fit_on: str = "query", n_quantiles: int = 1000, seed: int = 0,
+                    subsample: int = QUANTILE_SUBSAMPLE) -> dict[str, np.ndarray]:
     """Fit ``QuantileTransformer(output_distribution='normal')`` on ``sets[fit_on]``, apply to all, L2-normalise."""
     from sklearn.preprocessing import QuantileTransformer
 
@@ -55,7 +68,7 @@ def quantile_normal(sets: Mapping[str, np.ndarray], fit_on: str = "query", n_qua
     fit = np.asarray(sets[fit_on], dtype=np.float32)
     qt = QuantileTransformer(
         n_quantiles=max(2, min(int(n_quantiles), fit.shape[0])), output_distribution="normal", random_state=seed,
-        subsample=10_000,
+        subsample=int(subsample),
     )
     qt.fit(fit)
     out = {}
@@ -78,10 +91,10 @@ class HenkelSingerRecognition(BasePostprocessor):
         train_penalty_k: int = 5,
         test_penalty_k: int = 10,
         test_penalty_weight: float = 1.0,
-        drop_first: bool = False,
+        drop_first: bool = True,
         quantile: bool = True,
         n_quantiles: int = 1000,
-        test_penalty_transformed: bool = False,
+        test_penalty_transformed: bool = True,
     ) -> None:
         if int(candidates) < int(top_k):
             raise PostprocessError(f"{self.name}: candidates ({candidates}) must be >= top_k ({top_k})")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.inference.types import NON_LANDMARK, NeighbourRequest, Output, PostprocessError, PostprocessInputs, Recognition
+from zoo.postprocess import NON_LANDMARK, NeighbourRequest, Output, PostprocessError, PostprocessInputs, Recognition
 from zoo_postprocess.base import PAD_LABEL, BasePostprocessor, best_label_per_row, neighbour_labels
 
 #: head score of a class outside the query's top head classes (notebook ``classify_dict.get(lid, 1e-8)``)

@@ -10,7 +10,7 @@ Needs: neighbour list ``knn_<metric>`` = query -> gallery, ``k`` columns, whole 
 
 from __future__ import annotations
 
-from zoo.inference.types import NeighbourRequest, Output, PostprocessError, PostprocessInputs, Ranking
+from zoo.postprocess import NeighbourRequest, Output, PostprocessError, PostprocessInputs, Ranking
 from zoo_postprocess.base import BasePostprocessor
 
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo.inference.types import NON_LANDMARK, Output, PostprocessError, PostprocessInputs, Recognition
+from zoo.postprocess import NON_LANDMARK, Output, PostprocessError, PostprocessInputs, Recognition
 from zoo.registry import Registry
 from zoo_postprocess.base import BasePostprocessor
 

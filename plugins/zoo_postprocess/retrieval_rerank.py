@@ -27,15 +27,20 @@ gallery (the index), ``top_k`` columns; ``rerank_query_train`` = query -> train,
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
-from zoo.inference.types import NeighbourRequest, Neighbours, Output, PostprocessError, PostprocessInputs, Ranking
+from zoo.postprocess import PAD_ROW, NeighbourRequest, Neighbours, Output, PostprocessError, PostprocessInputs, Ranking
 from zoo_postprocess.base import PAD_LABEL, BasePostprocessor, best_label_per_row, neighbour_labels
 
 LABEL_RULES = ("vote", "top1")
 SIMILARITIES = ("mean", "max", "label_mean")
-#: queries per chunk when merging the models' candidate lists
-MERGE_CHUNK = 1024
+#: queries per chunk when merging the models' candidate lists (256 x 1500 float64 = 3 MB: cache-sized, and
+#: freed buffers are reused without new page faults)
+MERGE_CHUNK = 256
+#: subtracted from the columns that must not compete (later occurrences of a row, padding)
+DROPPED = 1e300
 
 
 def label_and_similarity(
@@ -62,67 +67,128 @@ def label_and_similarity(
 
 
 def merge_sum_top(
-    rows: np.ndarray, scores: np.ndarray, output_k: int, n_gallery: int
+    rows: np.ndarray | Sequence[np.ndarray],
+    scores: np.ndarray | Sequence[np.ndarray],
+    output_k: int,
+    n_gallery: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per query: sum ``scores`` of equal ``rows`` (``-1`` ignored), keep the ``output_k`` best.
 
-    ``rows``/``scores``: ``Q x L`` (the models' candidate lists side by side, model order). Ties: higher
-    score, then smaller row. Sums run left to right in column order, in float64 (as a loop adding
-    model by model would); a row occurring ``r`` times costs ``r - 1`` vectorised passes.
+    ``rows``/``scores``: ``Q x L`` (the models' candidate lists side by side, model order), or the
+    per-model ``Q x L_m`` blocks in model order (not concatenated here). Ties: higher score, then
+    smaller row. Sums run left to right in column order, in float64 (as a loop adding model by model
+    would). Per chunk of queries: one row-wise sort of packed ``(row, column)`` keys groups equal rows
+    (columns in order), runs are summed onto their first column, and the best ``output_k`` are found
+    by a partition on the sums.
     """
-    q, width = rows.shape
-    out_rows = np.full((q, output_k), -1, dtype=np.int64)
+    row_blocks = [rows] if isinstance(rows, np.ndarray) else list(rows)
+    score_blocks = [scores] if isinstance(scores, np.ndarray) else list(scores)
+    q = row_blocks[0].shape[0] if row_blocks else 0
+    width = sum(int(b.shape[1]) for b in row_blocks)
+    out_rows = np.full((q, output_k), PAD_ROW, dtype=np.int64)
     out_scores = np.full((q, output_k), -np.inf, dtype=np.float64)
-    if width == 0 or q == 0:
+    if width == 0 or q == 0 or output_k == 0:
         return out_rows, out_scores
-    import torch
-
-    cols_all = np.arange(width, dtype=np.int64)
-    # padding gets distinct ids >= n_gallery so it never forms runs; (id, column) packed in one key
-    # (int32 when it fits: half the memory traffic of the sort)
-    key_dtype = np.int32 if (n_gallery + width + 1) * width < np.iinfo(np.int32).max else np.int64
+    # key = row << shift | column: sorting it groups equal rows, columns ascending; padding gets the
+    # distinct rows n_gallery + column, so it never forms runs. int32 keys when they fit (faster sort).
+    shift = max(1, (width - 1).bit_length())
+    key_dtype = np.int32 if (n_gallery + width) << shift <= np.iinfo(np.int32).max else np.int64
+    columns = np.arange(width, dtype=key_dtype)
     kk = min(output_k, width)
     for start in range(0, q, MERGE_CHUNK):
-        r = rows[start : start + MERGE_CHUNK]
-        n = r.shape[0]
-        if (r < 0).any():
-            r = np.where(r >= 0, r, n_gallery + cols_all[None, :])
-        key = np.sort((r.astype(key_dtype) * key_dtype(width)) + cols_all.astype(key_dtype), axis=1)
-        ids = key // key_dtype(width)
-        cols = key - ids * key_dtype(width)
-        acc = np.take_along_axis(scores[start : start + n], cols.astype(np.intp, copy=False), 1).astype(np.float64, copy=False)
-        s_sorted = acc.copy()
-        # add the later columns of each run of equal ids onto its first column, left to right
-        dup = ids >= n_gallery  # padding
-        for off in range(1, width):
-            same = ids[:, off:] == ids[:, :-off]
-            if off == 1:
-                dup[:, 1:] |= same  # not the first of its run
-            if not same.any():
-                break
-            acc[:, :-off] += np.where(same, s_sorted[:, off:], 0.0)
-        np.copyto(acc, -np.inf, where=dup)
-        if kk < width:
-            # k+1 best, sorted: a tie between places k and k+1 needs every tied candidate (sorted fully below)
-            top_v, sel_t = torch.topk(torch.from_numpy(acc), kk + 1, dim=1, sorted=True)
-            top_v = top_v.numpy()
-            tied = np.isfinite(top_v[:, kk]) & (top_v[:, kk] == top_v[:, kk - 1])
-            sel = sel_t.numpy()[:, :kk]
-        else:
-            sel = np.broadcast_to(np.arange(width), (n, width))
-            tied = np.zeros(n, dtype=bool)
-        top_s = np.take_along_axis(acc, sel, 1)
-        top_r = np.take_along_axis(ids, sel, 1).astype(np.int64)
-        order = np.lexsort((top_r, -top_s), axis=1)
-        top_s = np.take_along_axis(top_s, order, 1)
-        top_r = np.take_along_axis(top_r, order, 1)
-        for t in np.flatnonzero(tied):  # rare: exact score ties at the cut
-            o = np.lexsort((ids[t], -acc[t]))[:kk]
-            top_s[t], top_r[t] = acc[t, o], ids[t, o]
-        valid = np.isfinite(top_s)
-        out_rows[start : start + n, :kk] = np.where(valid, top_r, -1)
-        out_scores[start : start + n, :kk] = top_s
+        n = min(MERGE_CHUNK, q - start)
+        key = np.empty((n, width), dtype=key_dtype)
+        chunk_scores = np.empty((n, width), dtype=np.float64)
+        col = 0
+        for r, sc in zip(row_blocks, score_blocks):
+            w = r.shape[1]
+            key[:, col : col + w] = r[start : start + n]
+            chunk_scores[:, col : col + w] = sc[start : start + n]
+            col += w
+        pad = key < 0
+        padded = bool(pad.any())
+        if padded:
+            np.copyto(key, n_gallery + columns, where=pad)
+            chunk_scores[pad] = 0.0  # padding never sums with anything
+        key <<= shift
+        key |= columns
+        key.sort(axis=1)
+        ids = key >> shift
+        key &= (1 << shift) - 1  # the column each sorted entry came from
+        flat = np.add(key, (np.arange(n, dtype=np.intp) * width)[:, None], dtype=np.intp).reshape(-1)
+        source = chunk_scores.reshape(-1)
+        acc = np.take(source, flat)
+        later = _sum_runs(acc, ids.reshape(-1), width, source, flat)
+        # only the first entry of a run competes (it holds the run's sum); the others, and padding,
+        # sink below every score (arithmetic, not a masked write: no branch per element)
+        acc[1:] -= later * DROPPED
+        acc = acc.reshape(n, width)
+        if padded:
+            acc -= (ids >= n_gallery) * DROPPED
+        top_r, top_s = _best_by_score_then_row(acc, ids, kk)
+        sunk = top_s < -DROPPED / 2
+        out_rows[start : start + n, :kk] = np.where(sunk, PAD_ROW, top_r)
+        out_scores[start : start + n, :kk] = np.where(sunk, -np.inf, top_s)
     return out_rows, out_scores
+
+
+def _sum_runs(acc: np.ndarray, ids: np.ndarray, width: int, source: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """Add the later entries of each run of equal ``ids`` onto its first entry of ``acc``, left to right.
+
+    ``acc``/``ids``/``flat``: lines of ``width`` entries, flattened (contiguous: every pass is one
+    SIMD-friendly loop); ``acc[p] == source[flat[p]]`` on entry. Returns ``later`` (``bool``, one
+    shorter): ``later[p]`` when entry ``p + 1`` continues the run of entry ``p`` on the same line.
+    Runs of two (a row found by two models) take one vectorised pass; longer runs (a row listed twice
+    by one model, or found by three or more models) are rare and continue sparsely from ``source``.
+    """
+    later = ids[1:] == ids[:-1]
+    later[width - 1 :: width] = False  # the next line starts there
+    if not later.any():
+        return later
+    if np.isfinite(acc).all():
+        acc[:-1] += acc[1:] * later  # branch-free: x * False == 0 for finite x
+    else:
+        acc[:-1] += np.where(later, acc[1:], 0.0)
+    if width < 3:
+        return later
+    deeper = ids[2:] == ids[:-2]
+    deeper[width - 2 :: width] = False  # pairs across a line end
+    deeper[width - 1 :: width] = False
+    starts = np.flatnonzero(deeper)  # entries with two or more after them in their run
+    off = 2
+    while starts.size:
+        acc[starts] += source[flat[starts + off]]
+        off += 1
+        starts = starts[starts % width + off < width]
+        starts = starts[ids[starts + off] == ids[starts]]
+    return later
+
+
+def _best_by_score_then_row(acc: np.ndarray, ids: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``kk`` best entries per line of ``acc`` (rows ``ids`` ascending along each line), ordered by
+    score descending, then row ascending: ``(rows int64 n x kk, scores float64 n x kk)``."""
+    n, width = acc.shape
+    if kk < width:
+        # the kk-th best value per line; lines with exactly kk values at or above it (no tie at the
+        # cut) keep those, in row order; the others (ties at the cut) are sorted in full
+        threshold = np.partition(acc, width - kk, axis=1)[:, width - kk]
+        keep = acc >= threshold[:, None]
+        exact = keep.sum(axis=1) == kk
+        if exact.all():
+            pos = np.flatnonzero(keep).reshape(n, kk)  # flat positions, line by line
+        else:
+            keep[~exact] = False
+            pos = np.empty((n, kk), dtype=np.intp)
+            pos[exact] = np.flatnonzero(keep).reshape(-1, kk)
+            for t in np.flatnonzero(~exact):
+                pos[t] = np.lexsort((ids[t], -acc[t]))[:kk] + t * width
+    else:
+        pos = np.arange(width) + np.arange(n)[:, None] * width
+    top_s = np.take(acc.reshape(-1), pos)
+    # candidates are in ascending row order: a stable sort by score keeps smaller rows first on ties
+    order = np.argsort(-top_s, axis=1, kind="stable")
+    pos = np.take_along_axis(pos, order, 1)
+    return np.take(ids.reshape(-1), pos).astype(np.int64), np.take_along_axis(top_s, order, 1)
 
 
 class RetrievalRerank(BasePostprocessor):
@@ -168,8 +234,8 @@ class RetrievalRerank(BasePostprocessor):
         safe = np.maximum(rows, 0) if padded else rows
         # a query without a label must match nothing, not the index images without one
         q_key = np.where(q_label == PAD_LABEL, PAD_LABEL + 1, q_label)[:, None]
-        out = i_sim[safe]
-        out *= np.where(i_label[safe] == q_key, 1.0, -self.down_weight)
+        out = np.take(i_sim, safe)
+        out *= np.where(np.take(i_label, safe) == q_key, 1.0, -self.down_weight)
         out += qi.scores
         if padded:
             out[rows < 0] = -np.inf
@@ -200,8 +266,5 @@ class RetrievalRerank(BasePostprocessor):
                 r, s = self.adjust(qi.rows(sl).top(self.top_k), q_label[sl], i_label, i_sim)
                 rows.append(r)
                 scores.append(s)
-            all_rows = np.concatenate(rows, axis=1)
-            all_scores = np.concatenate(scores, axis=1)
-            r, s = merge_sum_top(all_rows, np.where(all_rows >= 0, all_scores, 0.0), self.output_k, n_gallery)
-            out_r[sl], out_s[sl] = r, s
+            out_r[sl], out_s[sl] = merge_sum_top(rows, scores, self.output_k, n_gallery)
         return Neighbours(out_r, out_s)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.inference.types import Output, PostprocessInputs, Recognition
+from zoo.postprocess import Output, PostprocessInputs, Recognition
 from zoo_postprocess.base import BasePostprocessor
 
 

@@ -1,4 +1,10 @@
-"""List registered components, optionally of one KIND and matching PATTERN."""
+"""List registered components, optionally of one KIND and matching PATTERN.
+
+Examples:
+  zoo components
+  zoo components backbone 'tf_*'
+  zoo components postprocessor --json
+"""
 
 from __future__ import annotations
 
@@ -28,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json([e.to_dict() for e in entries])
     else:
-        print_table([(e.kind, e.name, e.owner.name, e.description[:70]) for e in entries],
-                    ("kind", "name", "plugin", "description"))
+        print_table([(e.kind, e.name, e.owner.name, e.description) for e in entries],
+                    ("kind", "name", "plugin", "description"), wrap_last=True)
     return 0 if entries else 1

@@ -6,10 +6,9 @@ The ground truth may also be an instance-eval ``labels.csv`` (``path,instance,..
 retrieval where each image (id = path) is a query and the other images of its instance are relevant
 (the query's own id is removed from its ranking), or recognition truth (label = instance).
 
-Examples::
-
-    zoo evaluate submission.csv solution.csv
-    zoo evaluate neighbours.csv ../shared/data/instance-eval/labels.csv --json
+Examples:
+  zoo evaluate submission.csv solution.csv
+  zoo evaluate neighbours.csv ../shared/data/instance-eval/labels.csv --json
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """Export a recipe as a self-contained model: uint8 RGB ``B x 3 x H x W`` in, L2-normalised descriptor out.
 
 Weights: ``--checkpoint F`` (a zoo safetensors file), else the recipe's default weights from the
-manifest (``--random-init`` for an untrained smoke export). The export resizes to the recipe's
-``image_size`` (square; ``--image-size`` to change it), normalises with the recipe's mean/std and is
-checked against the eager model on real photos before it is written (TorchScript is the GUIE
-submission format; GUIE recipes must give <= 64-d descriptors).
+manifest (``--random-init`` for an untrained smoke export). The export preprocesses exactly as
+``zoo embed`` does (the recipe's size rule, e.g. long side -> 384 px, PIL's resampling, mean/std;
+``--image-size`` changes the size) and is written only after it reproduces ``zoo embed`` on real
+photos of different aspect ratios (TorchScript is the GUIE submission format; GUIE recipes must give
+<= 64-d descriptors).
 
+Examples:
   zoo export default --format torchscript --out default.pt
-  zoo export guie2022-2nd-vith14-64d --checkpoint guie.safetensors --format torchscript --out submission.pt
   zoo export default --format onnx --out default.onnx
+  zoo export guie2022-2nd-vith14-64d --checkpoint guie.safetensors --format torchscript --out submission.pt
+  zoo export runs/ft --format torchscript --out ft.pt          # a run folder of zoo train
 """
 
 from __future__ import annotations
@@ -20,18 +23,21 @@ HELP = "export a recipe to TorchScript or ONNX (uint8 images -> L2-normalised de
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from zoo.export import FORMATS
+    from zoo.cli._options import add_override_args, choice_of
 
-    p.add_argument("recipe", help="recipe name (see: zoo recipes)")
-    p.add_argument("--checkpoint", default=None, help="zoo .safetensors checkpoint (default: the manifest's weights)")
-    p.add_argument("--format", dest="fmt", choices=FORMATS, default="torchscript", help="default: torchscript")
+    p.add_argument("recipe", nargs="?", default=None,
+                   help="recipe name (see: zoo recipes) or a run folder of zoo train (optional with --checkpoint)")
+    p.add_argument("--checkpoint", default=None,
+                   help="zoo .safetensors checkpoint or run folder (default: the manifest's weights)")
+    p.add_argument("--format", dest="fmt", type=choice_of("zoo.export:FORMATS"), default="torchscript",
+                   help="torchscript or onnx (default: torchscript)")
     p.add_argument("--out", required=True, help="output file (written atomically after the parity check)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="recipe override (repeatable)")
+    add_override_args(p)
     p.add_argument("--image-size", type=int, default=None, help="network input size (default: the recipe's)")
     p.add_argument("--max-dim", type=int, default=None, help="refuse descriptors wider than this (GUIE recipes: 64)")
     p.add_argument("--photos", nargs="+", default=None, help="photos for the parity check (default: skimage/sklearn samples)")
     p.add_argument("--random-init", action="store_true", help="no weights at all (smoke exports only)")
+    p.add_argument("--json", action="store_true", help="print the result (path, format, dim, parity) as JSON")
     p.set_defaults(func=run)
 
 
@@ -53,8 +59,16 @@ def run(args: argparse.Namespace) -> int:
         max_dim=args.max_dim,
         photos=args.photos,
     )
-    print(
-        f"wrote {result.path} ({result.format}, uint8 Bx3xHxW -> {result.embedding_dim}-d, input resized to "
-        f"{result.image_size}x{result.image_size}); parity with the eager model: {result.parity.summary()}"
-    )
+    if args.json:
+        from dataclasses import asdict
+
+        from zoo.cli._output import print_json
+
+        print_json({**asdict(result), "parity_ok": result.parity.ok})
+        return 0
+    inputs = "; ".join(dc.describe() for dc in result.data_configs)
+    print(f"wrote {result.path} ({result.format}, uint8 Bx3xHxW -> {result.embedding_dim}-d; input: {inputs})")
+    if result.embed_parity is not None:
+        print(f"  against zoo embed: {result.embed_parity.summary()}")
+    print(f"  against the eager model: {result.parity.summary()}")
     return 0

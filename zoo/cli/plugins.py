@@ -1,4 +1,9 @@
-"""Show loaded, failed and skipped plugins with their provenance and what each registered."""
+"""Show loaded, failed and skipped plugins with their provenance and what each registered.
+
+Examples:
+  zoo plugins
+  zoo plugins --json
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """Image decoding and image lists shared by training and inference.
 
 ``read_image`` decodes once (PIL with ``draft`` downscaling for JPEGs), applies EXIF orientation and
-returns RGB uint8 ``H x W x 3``. Unreadable files raise :class:`ImageReadError`, which the datasets
-turn into a skip-and-report entry instead of a crash.
+returns RGB uint8 ``H x W x 3``; 16-bit, float and palette/alpha images are scaled faithfully
+(:func:`to_rgb8`). Unreadable files, and images whose white level is unknown (32-bit integers, float
+outside 0..1), raise :class:`ImageReadError`, which the datasets turn into a skip-and-report entry
+instead of a crash or a guess.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
 from zoo.registry import ZooError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+if TYPE_CHECKING:
+    from PIL import Image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm", ".pnm")
 
 
 class ImageReadError(ZooError):
@@ -38,10 +43,12 @@ class ImageRecord:
 
 
 def read_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
-    """Decode ``path`` to RGB uint8 ``H x W x 3`` (EXIF-rotated).
+    """Decode ``path`` to RGB uint8 ``H x W x 3`` (EXIF-rotated), scaled faithfully from any bit depth.
 
     ``max_side`` lets JPEG decoding downscale by a power of two (``Image.draft``) while keeping
-    the long side >= ``max_side``; the caller still resizes to its exact size.
+    the long side >= ``max_side``; the caller still resizes to its exact size. Images that are not
+    8-bit RGB are converted by :func:`to_rgb8` (16-bit and float scaled, transparency composited
+    on white); an image whose white level is unknown raises :class:`ImageReadError`.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -54,23 +61,94 @@ def read_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarr
                 if scale < 1:
                     img.draft("RGB", (max(1, int(w * scale + 0.5)), max(1, int(h * scale + 0.5))))
             img.load()
-            img = ImageOps.exif_transpose(img)
-            if img.mode != "RGB":
-                if img.mode in ("RGBA", "LA", "P") and "transparency" in img.info or img.mode in ("RGBA", "LA"):
-                    background = Image.new("RGB", img.size, (255, 255, 255))
-                    rgba = img.convert("RGBA")
-                    background.paste(rgba, mask=rgba.split()[-1])
-                    img = background
-                else:
-                    img = img.convert("RGB")
-            arr = np.asarray(img, dtype=np.uint8)
+            arr = to_rgb8(ImageOps.exif_transpose(img), img.format, _tiff_sample(img))
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: file not found") from exc
+    except ImageReadError as exc:
+        raise ImageReadError(f"{path}: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: decoded to shape {arr.shape}, expected H x W x 3")
     return np.ascontiguousarray(arr)
+
+
+#: Pillow modes of 16-bit unsigned greyscale (little, big and native endian)
+UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+#: modes with an alpha channel (or palette transparency): composited on white
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+#: formats whose Pillow mode ``I`` holds 16-bit samples scaled to 0..65535 (PNG from older Pillow, PGM/PPM)
+SIXTEEN_BIT_I_FORMATS = ("PNG", "PPM")
+
+
+def _tiff_sample(img: object) -> tuple[int | None, int | None]:
+    """``(BitsPerSample, SampleFormat)`` of a TIFF (None when not a TIFF or not recorded)."""
+    tags = getattr(img, "tag_v2", None)
+    if tags is None:
+        return None, None
+    bits = tags.get(258)
+    fmt = tags.get(339)
+    first = lambda v: (v[0] if isinstance(v, tuple) and v else v)  # noqa: E731 - per-sample tuples
+    return first(bits), first(fmt)
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _scale_uint16(values: np.ndarray) -> np.ndarray:
+    """0..65535 -> 0..255, rounded (``x / 257``: 8-bit data stored as 16 bits comes back exactly)."""
+    v = values.astype(np.uint32)
+    return ((v * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def to_rgb8(img: "Image.Image", fmt: str | None = None, tiff_sample: tuple[int | None, int | None] = (None, None)) -> np.ndarray:
+    """A decoded PIL image -> RGB uint8 ``H x W x 3``, scaled faithfully or refused.
+
+    * 8-bit modes (``RGB``, ``L``, ``1``, ``CMYK``, ``YCbCr``, palette ``P`` without transparency): Pillow's conversion;
+    * alpha (``RGBA``, ``LA``, ``PA``, a ``P`` palette with a transparent index): composited on white;
+    * 16-bit greyscale (``I;16``, ``I;16B``, ...; ``I`` from PNG/PGM/PPM and 16-bit unsigned TIFF): ``x / 257`` rounded;
+    * float (``F``) with every value in 0..1: ``x * 255`` rounded;
+    * anything else - 32-bit integers, float outside 0..1 or not finite, signed TIFF samples - has no known
+      white level: :class:`ImageReadError` (the embedders skip and report it) instead of a guess.
+    """
+    from PIL import Image
+
+    mode = img.mode
+    if mode in ALPHA_MODES or (mode in ("P", "L", "RGB", "1") and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.split()[-1])
+        return np.asarray(background, dtype=np.uint8)
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.uint8)
+    if mode in UINT16_MODES:
+        return _grey_to_rgb(_scale_uint16(np.asarray(img)))
+    if mode == "I":
+        bits, sample_format = tiff_sample
+        sixteen = fmt in SIXTEEN_BIT_I_FORMATS or (fmt == "TIFF" and bits == 16 and sample_format in (None, 1))
+        values = np.asarray(img)
+        if not sixteen:
+            raise ImageReadError(
+                f"{mode} image ({fmt or 'unknown format'}, {bits or '?'}-bit samples, values {values.min()}..{values.max()}): "
+                "32-bit integer samples have no known white level; convert it to 8 or 16 bits"
+            )
+        if values.min() < 0 or values.max() > 65535:
+            raise ImageReadError(f"16-bit image with values {values.min()}..{values.max()} outside 0..65535")
+        return _grey_to_rgb(_scale_uint16(values))
+    if mode == "F":
+        values = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+            finite = values[np.isfinite(values)]
+            span = f"{finite.min():g}..{finite.max():g}" if finite.size else "none finite"
+            raise ImageReadError(
+                f"float image with values {span}{'' if np.isfinite(values).all() else ' and NaN/inf'}: only 0..1 "
+                "float images have a known white level; convert it to 8 or 16 bits"
+            )
+        return _grey_to_rgb(np.rint(values * 255).astype(np.uint8))
+    if mode in ("L", "1", "P", "CMYK", "YCbCr"):
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    raise ImageReadError(f"Pillow mode '{mode}' has no faithful conversion to 8-bit RGB here; convert the image to RGB")
 
 
 def gldv2_path(root: Path, image_id: str, ext: str = ".jpg") -> Path:

@@ -8,8 +8,12 @@
 * :func:`glr2020_validation` -> GLR2020 3rd place's split of one fold: train on every row whose fold is
   not ``k`` (rows without a fold, ``-1``, always train), validate on the fold's rows at positions
   ``position % 15 == 0`` (``df[df.fold == k].reset_index(drop=True).query("index % 15==0")``).
-* :func:`holdout_split` -> stratified ``train_test_split(test_size=0.2, random_state=0xFACED)``, the
-  GLR2021 top-100 split (section 4.3).
+* :func:`holdout_split` -> stratified ``train_test_split(train_size=0.8, test_size=0.2,
+  random_state=0xFACED)``, the GLR2021 top-100 split (section 4.3; ``data.py::data_generator`` lines
+  121-126). Upstream stratifies on a one-column DataFrame of class codes numbered in order of first
+  appearance (``data.py`` lines 81-84), which sklearn turns into *strings* before sorting the classes;
+  ``label_codes="first_seen"`` reproduces that (:func:`first_seen_codes`), so the same rows in the same
+  order give upstream's split.
 * :func:`split_from_spec` -> any of the above from a recipe-style dict or a preset name
   (``"glr2020"``, ``"guie"``, ``"top100"``).
 
@@ -35,14 +39,19 @@ import numpy as np
 
 from zoo.data.images import DataError
 
-#: GLR2020 3rd place: ``StratifiedKFold(5, shuffle=True, random_state=233)``
+#: GLR2020 3rd place: ``StratifiedKFold(5, shuffle=True, random_state=233)`` (``preprocess.py`` line 9)
 GLR2020_FOLDS = {"n_splits": 5, "seed": 233}
-#: GLR2020 3rd place validation subsampling of the held-out fold
+#: GLR2020 3rd place validation subsampling of the held-out fold (``train.py`` line 158:
+#: ``df[df['fold'] == args.fold].reset_index(drop=True).query("index % 15==0")``)
 GLR2020_VAL_EVERY = 15
-#: GUIE 2022 2nd place: ``StratifiedKFold(20, shuffle=True, random_state=999)``, fold 1 held out
+#: GUIE 2022 2nd place: ``StratifiedKFold(20, shuffle=True, random_state=999)`` (README lines 63-67),
+#: fold 1 held out (README line 102 ``--fold 1``)
 GUIE_FOLDS = {"n_splits": 20, "seed": 999, "fold": 1}
-#: GLR2021 top-100: ``train_test_split(test_size=0.2, random_state=0xFACED, stratify=labels)``
-TOP100_HOLDOUT = {"test_size": 0.2, "seed": 0xFACED}
+#: GLR2021 top-100 (``config.py`` lines 8, 64-65; ``data.py`` lines 121-126):
+#: ``train_test_split(train_size=0.8, test_size=0.2, random_state=0xFACED, stratify=df[["landmark_id"]])``
+TOP100_HOLDOUT = {"test_size": 0.2, "train_size": 0.8, "seed": 0xFACED, "label_codes": "first_seen"}
+#: how :func:`holdout_split` hands the labels to sklearn's stratifier
+LABEL_CODES = ("as_given", "first_seen")
 
 T = TypeVar("T")
 
@@ -131,20 +140,46 @@ def glr2020_validation(folds: np.ndarray | FoldAssignment, fold: int = 0,
     return SplitIndices(np.flatnonzero(arr != fold), in_fold[::every])
 
 
-def holdout_split(labels: Sequence[Any] | np.ndarray, test_size: float = 0.2, seed: int = 0xFACED,
-                  stratify: bool = True) -> SplitIndices:
-    """Stratified hold-out ``train_test_split(test_size, random_state=seed)`` (defaults: GLR2021 top-100).
+def first_seen_codes(labels: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """``str(i)`` per row, ``i`` = the rank of the row's label by first appearance.
 
-    Singleton classes stay on the training side (see the module docstring).
+    GLR2021 top-100 numbers its classes in order of first appearance (``data.py`` lines 81-84) and
+    stratifies on a one-column DataFrame of those numbers, which sklearn maps to strings
+    (``" ".join(row.astype(str))``) before sorting the classes; these codes give the same order.
+    """
+    y = _labels(labels)
+    _, first, inverse = np.unique(y, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return np.asarray([str(int(r)) for r in rank[inverse.reshape(-1)]])
+
+
+def holdout_split(labels: Sequence[Any] | np.ndarray, test_size: float = 0.2, seed: int = 0xFACED,
+                  stratify: bool = True, train_size: float | None = None,
+                  label_codes: str = "as_given") -> SplitIndices:
+    """Stratified hold-out ``train_test_split(train_size, test_size, random_state=seed)`` (defaults:
+    GLR2021 top-100's fraction and seed; its preset also sets ``train_size=0.8`` and
+    ``label_codes="first_seen"``, see :data:`TOP100_HOLDOUT`).
+
+    ``label_codes``: ``as_given`` stratifies on the labels themselves, ``first_seen`` on
+    :func:`first_seen_codes` (upstream top-100). Singleton classes stay on the training side (see the
+    module docstring).
     """
     from sklearn.model_selection import train_test_split
 
-    y = _labels(labels)
+    if label_codes not in LABEL_CODES:
+        raise SplitError(f"holdout_split: label_codes must be one of {', '.join(LABEL_CODES)} (got '{label_codes}')")
+    y = first_seen_codes(labels) if label_codes == "first_seen" else _labels(labels)
     if not 0 < test_size < 1:
         raise SplitError(f"holdout_split: test_size must be a fraction in (0, 1) (got {test_size})")
+    if train_size is not None and not (0 < train_size < 1 and train_size + test_size <= 1 + 1e-9):
+        raise SplitError(
+            f"holdout_split: train_size must be a fraction in (0, 1) with train_size + test_size <= 1 "
+            f"(got train_size={train_size}, test_size={test_size})"
+        )
     rows = np.arange(len(y))
     if not stratify:
-        tr, va = train_test_split(rows, test_size=test_size, random_state=seed, shuffle=True)
+        tr, va = _train_test_split(train_test_split, rows, None, test_size, train_size, seed)
         return SplitIndices(np.sort(tr).astype(np.int64), np.sort(va).astype(np.int64))
     classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
     single = counts[inverse] == 1
@@ -160,9 +195,22 @@ def holdout_split(labels: Sequence[Any] | np.ndarray, test_size: float = 0.2, se
             f"test_size={test_size} ({n_test} validation images < one per class): raise test_size, "
             "resample first (oversample_min) or pass stratify=False"
         )
-    tr, va = train_test_split(pool, test_size=test_size, random_state=seed, shuffle=True, stratify=y[pool])
+    tr, va = _train_test_split(train_test_split, pool, y[pool], test_size, train_size, seed)
     train = np.sort(np.concatenate([tr, rows[single]])).astype(np.int64)
     return SplitIndices(train, np.sort(va).astype(np.int64))
+
+
+def _train_test_split(fn: Any, rows: np.ndarray, strata: np.ndarray | None, test_size: float,
+                      train_size: float | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's call (``train_size`` only when given, as upstream passes both), its errors as SplitError."""
+    kw: dict[str, Any] = {"test_size": test_size, "random_state": seed, "shuffle": True, "stratify": strata}
+    if train_size is not None:
+        kw["train_size"] = train_size
+    try:
+        tr, va = fn(rows, **kw)
+    except ValueError as exc:
+        raise SplitError(f"holdout_split: sklearn cannot split {len(rows)} rows this way: {exc}") from None
+    return np.asarray(tr), np.asarray(va)
 
 
 #: named split presets of the seeds, usable as ``{"type": name}`` in :func:`split_from_spec`

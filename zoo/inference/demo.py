@@ -4,8 +4,9 @@ metrics and writes an HTML page of every query with its top-k thumbnails.
 Default photos: ``../shared/data/instance-eval`` (looked up next to the current folder, then next
 to the repository), with labels from its ``labels.csv`` (``path,instance,...``): every image queries
 all the others, positives share the instance -> mAP@100, mAP (full ranking), R@1, mP@5. Without it,
-the photos shipped inside the scikit-image and scikit-learn wheels (label = file name, so there are
-no positives and only the search table is printed).
+the photos bundled with the package (``zoo/demo_photos``: 4 photos of each of 31 retail products
+from the MIT-licensed grocery-store data set, found with :mod:`importlib.resources`, so an installed
+wheel has them too), which give the same metrics.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo.data.images import IMAGE_EXTENSIONS, ImageRecord, list_images
+from zoo.data.images import ImageRecord, list_images
 from zoo.registry import ZooError
 
 log = logging.getLogger(__name__)
 
 INSTANCE_EVAL = Path("shared") / "data" / "instance-eval"
-#: ``--images wheels``: the photos inside the scikit-image / scikit-learn wheels
-WHEEL_PHOTOS = "wheels"
+#: ``--images bundled``: the photos shipped inside the package (``zoo/demo_photos``)
+BUNDLED = "bundled"
+#: the package-data folder of the bundled photos (``labels.csv``, ``images/``, ``LICENSE``, ``README.md``)
+BUNDLED_FOLDER = "demo_photos"
 #: galleries up to this size are ranked completely (full-ranking mAP); larger ones to depth 100
 FULL_RANKING_MAX = 20_000
 
@@ -59,42 +62,50 @@ def default_image_source() -> Path | None:
     return None
 
 
-def wheel_photos() -> list[ImageRecord]:
-    """Colour photos inside the scikit-image and scikit-learn wheels (label = file stem)."""
-    folders: list[Path] = []
-    try:
-        import skimage.data
+def bundled_photos() -> tuple[str, list[ImageRecord]]:
+    """``(description, records)`` of the photos bundled with the package (labels: the product)."""
+    from importlib import resources
 
-        folders.append(Path(skimage.data.__file__).parent)
-    except ImportError:
-        pass
-    try:
-        import sklearn.datasets
-
-        folders.append(Path(sklearn.datasets.__file__).parent / "images")
-    except ImportError:
-        pass
-    records = []
-    for folder in folders:
-        for p in sorted(folder.glob("*")):
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and p.stat().st_size > 10_000:
-                records.append(ImageRecord(p.name, p, p.stem))
-    if not records:
+    root = resources.files("zoo") / BUNDLED_FOLDER
+    if not root.joinpath("labels.csv").is_file():
         raise DemoError(
-            "no photos found: ../shared/data/instance-eval is absent and scikit-image/scikit-learn are not "
-            "installed; pass --images DIR (a folder, or a CSV with path and label columns)"
+            f"the demo photos are missing from this installation of zoo ({root}); reinstall instance-zoo, "
+            "or pass --images DIR (a folder, or a CSV with path and label columns)"
         )
-    return records
+    folder = Path(str(root)) if isinstance(root, Path) else _extracted(root)
+    records = list_images(folder / "labels.csv", folder)
+    return (f"the bundled demo photos ({len(records)} photos of {len({r.label for r in records})} retail products "
+            f"from the grocery-store data set, MIT; {folder})"), records
+
+
+def _extracted(root: Any) -> Path:
+    """Copy a bundle that is not a plain folder (a zipped install) into the cache once."""
+    from zoo import atomic
+    from zoo.weights.env import cache_dir
+
+    folder = cache_dir() / BUNDLED_FOLDER
+    if not (folder / ".complete").is_file():
+        stack = [(root, folder)]
+        while stack:
+            src, dst = stack.pop()
+            for item in src.iterdir():
+                if item.is_dir():
+                    stack.append((item, dst / item.name))
+                else:
+                    atomic.write_bytes(dst / item.name, item.read_bytes())
+        atomic.write_text(folder / ".complete", "")
+    return folder
 
 
 def demo_records(images: str | Path | None) -> tuple[str, list[ImageRecord]]:
-    """``(description, records)`` for ``--images`` (a folder, a CSV or the instance-eval folder)."""
-    if images == WHEEL_PHOTOS and not Path(images).exists():
-        return "photos from the scikit-image / scikit-learn wheels", wheel_photos()
+    """``(description, records)`` for ``--images``: a folder, a CSV, a folder with ``labels.csv``,
+    ``bundled``; None: ../shared/data/instance-eval when present, else the bundled photos."""
+    if images == BUNDLED and not Path(images).exists():
+        return bundled_photos()
     if images is None:
         found = default_image_source()
         if found is None:
-            return "photos from the scikit-image / scikit-learn wheels", wheel_photos()
+            return bundled_photos()
         images = found
     src = Path(images)
     if src.is_dir() and (src / "labels.csv").is_file():
@@ -112,7 +123,7 @@ def has_positives(labels: Sequence[str | None]) -> bool:
 def _embed_reusing(model, records, folder: Path, options, meta) -> Any:
     """Embed into ``folder``, reusing it when it was written with the same settings."""
     from zoo.inference.embed import embed_to_folder
-    from zoo.inference.store import EmbeddingStoreError
+    from zoo.inference.shards import EmbeddingStoreError
 
     try:
         return embed_to_folder(model, records, folder, options=options, meta=meta)
@@ -137,9 +148,9 @@ def run_demo(
     retrieval metrics when labels have positives, and write ``out/index.html``."""
     from zoo.inference.html_report import QueryRow, write_report
     from zoo.inference.index import IndexSpec, build_index, search
-    from zoo.inference.results import drop_self
+    from zoo.inference.search import drop_self
     from zoo.inference.retrieval import METRIC_DEPTH, retrieval_metrics
-    from zoo.inference.store import EmbeddingStore
+    from zoo.inference.shards import EmbeddingStore
 
     out = Path(out)
     report = _embed_reusing(model, records, out / "embeddings", options, meta or {})
@@ -152,7 +163,7 @@ def run_demo(
     # small sets: rank the whole gallery so the full-ranking mAP (the instance-eval protocol) is exact
     depth = len(ids) - 1 if len(ids) <= FULL_RANKING_MAX else min(len(ids) - 1, max(k, METRIC_DEPTH))
     scores, rows = search(index, emb, depth + 1)
-    scores, rows = drop_self(ids, ids, scores, rows, depth)
+    scores, rows = drop_self(scores, rows, np.arange(len(ids)), depth)  # query q is row q
     metrics: dict[str, float] = {}
     if has_positives(labels):
         metrics = retrieval_metrics(ids, labels, ids, labels, rows, exclude_self=True, registry=registry)

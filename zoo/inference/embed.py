@@ -1,7 +1,12 @@
 """Embedding at scale: records -> DataLoader -> shape buckets -> model -> shards on disk.
 
 * **Decode once.** Workers decode each image once and resize it for every model input (ensemble
-  members at their own sizes); the device normalises and runs each member on its own input.
+  members at their own sizes); the device normalises and runs each member on its own input. Without
+  workers (the CPU default) a thread per core decodes each chunk between forward passes.
+* **JPEGs decoded on the GPU.** On CUDA (``decode="auto"``) workers only read JPEG bytes; the main
+  process decodes them in batches with nvJPEG and resizes them on the GPU exactly as PIL does
+  (:mod:`zoo.inference.gpu_decode`); other files and files nvJPEG rejects take the CPU path.
+  ``decode="cpu"`` forces the CPU path.
 * **Buckets, no padding.** Samples are grouped by exact input shape (``long_side`` resizing keeps
   the aspect ratio), a bucket runs when it holds ``batch_size`` samples, the rest when a shard
   ends. Each descriptor is the batch-1 descriptor: nothing is padded or cropped.
@@ -9,7 +14,7 @@
   channels_last and bf16 (fp16 where bf16 is missing) autocast. CPU: float32, channels_last.
 * **Flat memory.** Only one shard of results (``shard_size x D``) and a few chunks of decoded
   images are held at a time, whatever the number of images.
-* **Resumable and distributable.** See :mod:`zoo.inference.store`: finished shards are never
+* **Resumable and distributable.** See :mod:`zoo.inference.shards`: finished shards are never
   recomputed; under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) rank ``r`` writes shards
   ``r, r + W, ...`` on ``cuda:LOCAL_RANK``. No process group is needed.
 """
@@ -18,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.data.config import DataConfig, model_data_configs
 from zoo.data.images import ImageRecord
-from zoo.inference.dataset import ImageStream, default_num_workers, sample_loader
-from zoo.inference.preprocess import Preprocess, model_preprocesses
-from zoo.inference.store import (
+from zoo.distributed import DistContext
+from zoo.inference.dataset import ImageStream, default_decode_threads, default_num_workers, sample_loader
+from zoo.inference.gpu_decode import DECODE_MODES, DeviceChunks, uses_device_decoding
+from zoo.inference.identity import ModelIdentity
+from zoo.inference.shards import (
     MANIFEST,
     EmbeddingStore,
     EmbeddingStoreError,
@@ -59,29 +66,15 @@ class EmbedOptions:
     channels_last: bool = True
     device: str = "auto"  # auto: cuda:LOCAL_RANK when CUDA is available, else cpu
     progress: bool = True
+    decode: str = "auto"  # auto: JPEG batches decoded on a CUDA device (nvJPEG), else on the CPU
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_MODES:
             raise EmbeddingStoreError(f"amp must be one of {', '.join(AMP_MODES)}, got '{self.amp}'")
+        if self.decode not in DECODE_MODES:
+            raise EmbeddingStoreError(f"decode must be one of {', '.join(DECODE_MODES)}, got '{self.decode}'")
         if self.batch_size < 1 or self.shard_size < 1:
             raise EmbeddingStoreError("batch_size and shard_size must be >= 1")
-
-
-@dataclass
-class DistInfo:
-    """This process's rank in a ``torchrun`` launch (rank 0 of 1 otherwise)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> "DistInfo":
-        return cls(
-            int(os.environ.get("RANK", 0)),
-            int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)),
-        )
 
 
 @dataclass
@@ -102,10 +95,10 @@ class EmbedReport:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
 
-def resolve_device(device: str, dist: DistInfo | None = None) -> torch.device:
+def resolve_device(device: str, dist: DistContext | None = None) -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", (dist or DistInfo.from_env()).local_rank % torch.cuda.device_count())
+            return torch.device("cuda", (dist or DistContext.from_env()).local_rank % torch.cuda.device_count())
         return torch.device("cpu")
     return torch.device(device)
 
@@ -124,14 +117,16 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
 class Embedder:
     """A model on a device with its preprocessing: uint8 input batches -> L2-normalised ``B x D``.
 
-    For an ensemble each member runs on its own input and the registered combiner fuses the
-    per-member L2-normalised descriptors (the layout of :meth:`zoo.assembly.ZooEnsemble.embed`).
+    ``preprocesses``: one :class:`~zoo.data.config.DataConfig` per model input (default: the model's
+    own, one per ensemble member). For an ensemble each member runs on its own input and the
+    ensemble fuses the per-member descriptors (:meth:`zoo.assembly.ZooEnsemble.member_embeddings`,
+    :meth:`~zoo.assembly.ZooEnsemble.combine`).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        preprocesses: Sequence[Preprocess] | None = None,
+        preprocesses: Sequence[DataConfig] | None = None,
         *,
         device: torch.device | str = "cpu",
         amp: str = "auto",
@@ -142,7 +137,7 @@ class Embedder:
         self.model = model.eval().to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.preprocesses = list(preprocesses) if preprocesses is not None else model_preprocesses(model)
+        self.preprocesses = list(preprocesses) if preprocesses is not None else model_data_configs(model)
         self.members: list[nn.Module] | None = list(model.members) if hasattr(model, "members") else None
         expected = len(self.members) if self.members is not None else 1
         if len(self.preprocesses) != expected:
@@ -163,6 +158,14 @@ class Embedder:
                 emb = emb + module.embed(x.flip(3)).float()
         return F.normalize(emb, dim=1)
 
+    def _member_embeddings(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        with self._autocast():
+            embs = self.model.member_embeddings(xs)
+            if self.flip_tta:
+                flipped = self.model.member_embeddings([x.flip(3) for x in xs])
+                embs = [a + b for a, b in zip(embs, flipped)]
+        return [F.normalize(e.float(), dim=1) for e in embs]
+
     def _inputs(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [p.normalize(t.to(self.device, non_blocking=True)) for p, t in zip(self.preprocesses, inputs)]
 
@@ -172,32 +175,26 @@ class Embedder:
         xs = self._inputs(inputs)
         if self.members is None:
             return self._one(self.model, xs[0])
-        embs = [self._one(m, x) for m, x in zip(self.members, xs)]
-        fused = self.model.combiner(embs, self.model.member_cfgs)
-        return F.normalize(fused.float(), dim=1)
+        return self.model.combine(self._member_embeddings(xs))
 
     @torch.inference_mode()
     def with_head(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Descriptors and the head's class cosines (``B x C``, averaged over ensemble members, as
         :meth:`zoo.assembly.ZooEnsemble.forward`); ``None`` when a model has no head."""
         xs = self._inputs(inputs)
-        modules = self.members if self.members is not None else [self.model]
-        embs, heads = [], []
-        for m, x in zip(modules, xs):
-            with self._autocast():
-                out = m(x)
-                emb = out["embedding"].float()
-                if self.flip_tta:
-                    emb = F.normalize(emb, dim=1) + F.normalize(m(x.flip(3))["embedding"].float(), dim=1)
-            embs.append(F.normalize(emb, dim=1))
-            if "logits" in out:
-                heads.append(out["logits"].float())
+        with self._autocast():
+            outs = self.model.member_outputs(xs) if self.members is not None else [self.model(xs[0])]
+            flipped = None
+            if self.flip_tta:
+                flipped = (self.model.member_outputs([x.flip(3) for x in xs]) if self.members is not None
+                           else [self.model(xs[0].flip(3))])
+        embs = [F.normalize(o["embedding"].float(), dim=1) for o in outs]
+        if flipped is not None:
+            embs = [F.normalize(e + F.normalize(f["embedding"].float(), dim=1), dim=1) for e, f in zip(embs, flipped)]
         if self.members is None:
-            emb = embs[0]
-        else:
-            emb = F.normalize(self.model.combiner(embs, self.model.member_cfgs).float(), dim=1)
-        head = torch.stack(heads).mean(0) if heads and len(heads) == len(modules) else None
-        return emb, head
+            head = outs[0].get("logits")
+            return embs[0], None if head is None else head.float()
+        return self.model.combine(embs), self.model.combine_logits(outs)
 
 
 def iter_embeddings(
@@ -209,15 +206,20 @@ def iter_embeddings(
     num_workers: int | None = None,
     on_batch: Callable[[int], None] | None = None,
     with_head: bool = False,
+    decode: str = "auto",
 ) -> Iterator[tuple[torch.Tensor, Any, list[tuple[int, str]]]]:
     """Yield ``(record indices int64 B, embeddings B x D, [(index, error), ...])`` per batch.
 
     Batches are shape buckets; the indices say which records the rows belong to. The embeddings
     stay on the embedder's device (no per-batch synchronisation; move them once per shard). With
-    ``with_head`` the second item is ``(embeddings, head cosines or None)``.
+    ``with_head`` the second item is ``(embeddings, head cosines or None)``. ``decode``: see
+    :data:`zoo.inference.gpu_decode.DECODE_MODES`.
     """
-    stream = ImageStream(records, embedder.preprocesses)
     workers = default_num_workers(embedder.device.type) if num_workers is None else num_workers
+    on_device = uses_device_decoding(decode, embedder.device)
+    stream = ImageStream(records, embedder.preprocesses, threads=default_decode_threads(workers),
+                         jpeg_bytes=on_device)
+    device_chunks = DeviceChunks(stream.distinct, embedder.device, stream.load_groups) if on_device else None
     pin = embedder.device.type == "cuda"
     buckets: dict[Any, list[tuple[torch.Tensor, list[torch.Tensor]]]] = {}
     counts: dict[Any, int] = {}
@@ -254,20 +256,26 @@ def iter_embeddings(
             counts[key] = n - stop
 
     loader = sample_loader(stream, indices, chunk=batch_size, num_workers=workers, pin_memory=pin)
-    for chunk in loader:
-        errors = [(int(i), str(msg)) for i, msg in chunk["errors"]]
-        if errors:
-            if on_batch:
-                on_batch(len(errors))
-            yield torch.zeros(0, dtype=torch.int64), None, errors
-        for idx, tensors in chunk["groups"]:
-            key = tuple(tuple(t.shape[1:]) for t in tensors)
-            buckets.setdefault(key, []).append((idx, list(tensors)))
-            counts[key] = counts.get(key, 0) + int(idx.numel())
-            if counts[key] >= batch_size:
-                yield from drain(key, full_only=True)
-    for key in list(buckets):
-        yield from drain(key, full_only=False)
+    try:
+        for chunk in loader:
+            groups, chunk_errors = device_chunks(chunk) if device_chunks else (chunk["groups"], chunk["errors"])
+            errors = [(int(i), str(msg)) for i, msg in chunk_errors]
+            if errors:
+                if on_batch:
+                    on_batch(len(errors))
+                yield torch.zeros(0, dtype=torch.int64), None, errors
+            for idx, tensors in groups:
+                key = tuple(tuple(t.shape[1:]) for t in tensors)
+                buckets.setdefault(key, []).append((idx, list(tensors)))
+                counts[key] = counts.get(key, 0) + int(idx.numel())
+                if counts[key] >= batch_size:
+                    yield from drain(key, full_only=True)
+        for key in list(buckets):
+            yield from drain(key, full_only=False)
+    finally:
+        stream.close()
+    if device_chunks:
+        device_chunks.log_counts()
 
 
 class _ShardRows:
@@ -305,10 +313,12 @@ def embed_records(
     progress: bool = False,
     desc: str = "embed",
     heads: list[np.ndarray] | None = None,
+    decode: str = "auto",
 ) -> tuple[list[str], np.ndarray, list[Skipped]]:
     """In memory: ``(ids, N x D float32 in record order, skipped)`` for a small set of records.
 
     With a ``heads`` list, the head's class cosines (``N x C``, same order) are appended to it.
+    ``decode``: see :data:`zoo.inference.gpu_decode.DECODE_MODES`.
     """
     from tqdm.auto import tqdm
 
@@ -317,7 +327,7 @@ def embed_records(
     with tqdm(total=len(records), desc=desc, unit="img", disable=not progress) as bar:
         for idx, emb, errors in iter_embeddings(
             embedder, records, range(len(records)), batch_size=batch_size, num_workers=num_workers,
-            on_batch=bar.update, with_head=heads is not None,
+            on_batch=bar.update, with_head=heads is not None, decode=decode,
         ):
             for i, err in errors:
                 skipped.append(Skipped(records[i].id, str(records[i].path), err))
@@ -350,17 +360,20 @@ def _manifest(
         "dim": embedder.embedding_dim,
         "dtype": "float16" if options.fp16 else "float32",
         "flip_tta": options.flip_tta,
-        "preprocess": [vars(p) | {"mean": list(p.mean), "std": list(p.std)} for p in embedder.preprocesses],
+        "preprocess": [p.to_dict() for p in embedder.preprocesses],
         **meta,
+        "identity": ModelIdentity.of_model(embedder.model, embedder.preprocesses, flip_tta=options.flip_tta,
+                                           dim=embedder.embedding_dim).to_dict(),
     }
 
 
-#: manifest keys that must match for a run to resume into an existing folder
+#: manifest keys that must match for a run to resume into an existing folder (``identity``: the same
+#: weights - the same seeded random initialisation included - config and preprocessing)
 RESUME_KEYS = ("num_records", "shard_size", "records_sha256", "dim", "dtype", "flip_tta", "preprocess",
-               "recipe", "checkpoint")
+               "recipe", "checkpoint", "identity")
 
 
-def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool, dist: DistInfo) -> None:
+def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool, dist: DistContext) -> None:
     """Create the manifest, or check that an existing folder was written with the same settings.
 
     With ``overwrite`` every rank writes the (identical) manifest atomically and deletes only its
@@ -371,8 +384,12 @@ def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool, dist: 
         old = EmbeddingStore(out).manifest
         diff = [k for k in RESUME_KEYS if old.get(k) != manifest.get(k)]
         if diff:
+            models = ""
+            if "identity" in diff:
+                models = (f" (written by {ModelIdentity.from_manifest(old).describe()}; this run: "
+                          f"{ModelIdentity.from_manifest(manifest).describe()})")
             raise EmbeddingStoreError(
-                f"{out} holds embeddings written with other settings ({', '.join(diff)} differ); "
+                f"{out} holds embeddings written with other settings ({', '.join(diff)} differ){models}; "
                 "use another --out, or --overwrite to start again"
             )
         return
@@ -401,16 +418,16 @@ def embed_to_folder(
     out: str | Path,
     *,
     options: EmbedOptions | None = None,
-    preprocesses: Sequence[Preprocess] | None = None,
+    preprocesses: Sequence[DataConfig] | None = None,
     meta: dict[str, Any] | None = None,
-    dist: DistInfo | None = None,
+    dist: DistContext | None = None,
     overwrite: bool = False,
 ) -> EmbedReport:
     """Embed ``records`` into the shard folder ``out`` (resuming, this rank's shards only)."""
     from tqdm.auto import tqdm
 
     options = options or EmbedOptions()
-    dist = dist or DistInfo.from_env()
+    dist = dist or DistContext.from_env()
     out = Path(out)
     device = resolve_device(options.device, dist)
     embedder = Embedder(
@@ -440,7 +457,7 @@ def embed_to_folder(
             skipped: list[Skipped] = []
             for idx, emb, errors in iter_embeddings(
                 embedder, records, indices, batch_size=options.batch_size,
-                num_workers=options.num_workers, on_batch=bar.update,
+                num_workers=options.num_workers, on_batch=bar.update, decode=options.decode,
             ):
                 for i, err in errors:
                     skipped.append(Skipped(records[i].id, str(records[i].path), err))

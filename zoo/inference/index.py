@@ -11,8 +11,12 @@ Index types (all inner product, i.e. cosine on normalised descriptors):
 On a machine with faiss-gpu and CUDA GPUs, :func:`to_gpu` clones the index onto every GPU, sharded
 (``index_cpu_to_all_gpus`` with ``shard=True``); fp16 storage maps to ``useFloat16``.
 
+:func:`faiss_search_fn` is the exact :data:`~zoo.inference.search.SearchFn` the recognition and
+retrieval pipelines hand to the post-processing orchestrator (flat indexes, on GPU when present).
+
 An index folder (``zoo index EMB --out INDEX``) holds ``index.faiss`` (``faiss.write_index``),
-``ids.json`` (row -> image id) and ``index.json`` (type, dim, count, parameters, source recipe).
+``ids.json`` (row -> image id) and ``index.json`` (type, dim, count, parameters, source recipe, and the
+model identity of the embeddings, :mod:`zoo.inference.identity`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from zoo import atomic
+from zoo.inference.search import SearchFn
 from zoo.registry import ZooError
 
 log = logging.getLogger(__name__)
@@ -272,9 +277,27 @@ class IndexBundle:
         return search(self.index, queries, k, chunk=chunk, progress=progress)
 
 
+def faiss_search_fn(*, gpu: bool = True, chunk: int = 16384) -> SearchFn:
+    """A :data:`SearchFn` over exact faiss flat indexes (``ip`` or squared ``l2``), GPU when present."""
+    faiss = _faiss()
+
+    def fn(queries: np.ndarray, gallery: np.ndarray, k: int, metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:
+        d = gallery.shape[1]
+        index = faiss.IndexFlatIP(d) if metric == "ip" else faiss.IndexFlatL2(d)
+        index.add(np.ascontiguousarray(gallery, dtype=np.float32))
+        if gpu and gpu_available():
+            index = to_gpu(index)
+        scores, rows = search(index, queries, k, chunk=chunk)
+        if metric == "l2":  # SearchFn: l2 gives squared distances, +inf at padding
+            scores = np.where(rows < 0, np.inf, scores)
+        return scores, rows
+
+    return fn
+
+
 def index_from_store(store_path: str | Path, spec: IndexSpec, *, progress: bool = True) -> IndexBundle:
     """Build an index from a ``zoo embed`` folder, streaming its shards."""
-    from zoo.inference.store import EmbeddingStore
+    from zoo.inference.shards import EmbeddingStore
 
     store = EmbeddingStore(store_path)
     store.check_complete()
@@ -289,5 +312,5 @@ def index_from_store(store_path: str | Path, spec: IndexSpec, *, progress: bool 
     n = len(store)
     index, resolved = build_index(chunks, spec, n, store.dim, progress=progress)
     meta = {"embeddings": str(Path(store_path).resolve()), "recipe": store.manifest.get("recipe"),
-            "checkpoint": store.manifest.get("checkpoint")}
+            "checkpoint": store.manifest.get("checkpoint"), "identity": store.identity.to_dict()}
     return IndexBundle(index, ids, resolved, meta)

@@ -1,7 +1,7 @@
 """Recognition and retrieval on embedded image sets, composing the recipe's post-processors.
 
 The recipe's ``inference.postprocess`` list names registered post-processors (``type:`` + options);
-:func:`build_postprocessors` creates them, :func:`zoo.inference.types.gather_inputs` runs the neighbour
+:func:`build_postprocessors` creates them, :func:`zoo.inference.neighbours.gather_inputs` runs the neighbour
 searches they ask for (here with faiss, on GPU when available) and the chain runs in order. Without
 post-processors:
 
@@ -9,29 +9,23 @@ post-processors:
   used by post-processors only);
 * retrieval = the gallery ranked by cosine.
 
-String labels/ids are mapped to the ``int64`` class ids of :mod:`zoo.inference.types` by a
-:class:`LabelCodec` built from the gallery (train) labels, and back when writing submissions.
+String labels are mapped to the ``int64`` class ids of :mod:`zoo.postprocess` by the one label
+encoder, :class:`zoo.data.labels.LabelMap`, built from the gallery (train) labels
+(``encode(labels, unknown=NON_LANDMARK)``), and back (``names``) when writing submissions.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import abc
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from zoo.inference.index import SearchIndexError, gpu_available, search, to_gpu
-from zoo.inference.types import (
-    NON_LANDMARK,
-    Neighbours,
-    Output,
-    PostprocessInputs,
-    Recognition,
-    SearchFn,
-    gather_inputs,
-)
+from zoo.inference.index import SearchIndexError, faiss_search_fn, gpu_available, search, to_gpu
+from zoo.inference.neighbours import gather_inputs
+from zoo.inference.search import SearchFn, drop_self, own_rows
+from zoo.postprocess import NON_LANDMARK, Neighbours, Output, PostprocessInputs, Recognition
 from zoo.registry import Registry, ZooError
 
 log = logging.getLogger(__name__)
@@ -39,53 +33,6 @@ log = logging.getLogger(__name__)
 
 class PipelineError(ZooError):
     """A recognition/retrieval run whose inputs or post-processors do not fit together."""
-
-
-def faiss_search_fn(*, gpu: bool = True, chunk: int = 16384) -> SearchFn:
-    """A :data:`SearchFn` over exact faiss flat indexes (``ip`` or squared ``l2``), GPU when present."""
-    from zoo.inference.index import _faiss
-
-    faiss = _faiss()
-
-    def fn(queries: np.ndarray, gallery: np.ndarray, k: int, metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:
-        d = gallery.shape[1]
-        index = faiss.IndexFlatIP(d) if metric == "ip" else faiss.IndexFlatL2(d)
-        index.add(np.ascontiguousarray(gallery, dtype=np.float32))
-        if gpu and gpu_available():
-            index = to_gpu(index)
-        scores, rows = search(index, queries, k, chunk=chunk)
-        if metric == "l2":  # types.SearchFn: l2 gives squared distances, +inf at padding
-            scores = np.where(rows < 0, np.inf, scores)
-        return scores, rows
-
-    return fn
-
-
-@dataclass
-class LabelCodec:
-    """String labels <-> ``int64`` class ids (``None``/empty -> ``NON_LANDMARK``)."""
-
-    classes: list[str]
-
-    @classmethod
-    def fit(cls, *label_lists: Sequence[str | None]) -> "LabelCodec":
-        seen: dict[str, None] = {}
-        for labels in label_lists:
-            for lab in labels:
-                if lab is not None and lab != "":
-                    seen.setdefault(lab, None)
-        return cls(sorted(seen, key=_label_key))
-
-    def encode(self, labels: Sequence[str | None]) -> np.ndarray:
-        table = {c: i for i, c in enumerate(self.classes)}
-        return np.array([table.get(lab, NON_LANDMARK) if lab else NON_LANDMARK for lab in labels], dtype=np.int64)
-
-    def decode(self, label: int) -> str | None:
-        return None if label < 0 or label >= len(self.classes) else self.classes[label]
-
-
-def _label_key(label: str) -> tuple[int, Any]:
-    return (0, int(label)) if label.lstrip("-").isdigit() else (1, label)
 
 
 def inference_config(cfg: Any) -> dict[str, Any]:
@@ -209,8 +156,6 @@ def retrieve(
     used for the plain ranking. Post-processors search the ``gallery`` (and ``train``) embeddings.
     ``exclude_self``: queries are gallery images; each query's own row is dropped.
     """
-    from zoo.inference.results import drop_self
-
     if not chain:
         if index is None:
             if gallery is None:
@@ -221,7 +166,7 @@ def retrieve(
         if exclude_self:
             if query_ids is None or gallery_ids is None:
                 raise PipelineError("retrieve: exclude_self needs query_ids and gallery_ids")
-            scores, rows = drop_self(query_ids, gallery_ids, scores, rows, k)
+            scores, rows = drop_self(scores, rows, own_rows(query_ids, gallery_ids), k)
         return Neighbours(rows[:, :k], scores[:, :k])
     if gallery is None:
         raise PipelineError(
@@ -244,7 +189,7 @@ def retrieve(
     if not isinstance(out, Neighbours):
         raise PipelineError(f"the post-processing chain returned {type(out).__name__}, expected a Ranking")
     if exclude_self and query_ids is not None and gallery_ids is not None:
-        s, r = drop_self(query_ids, gallery_ids, out.scores, out.indices, out.k)
+        s, r = drop_self(out.scores, out.indices, own_rows(query_ids, gallery_ids), out.k)
         out = Neighbours(r, s)
     return out.top(k)
 
@@ -259,9 +204,14 @@ def _flat(gallery: np.ndarray) -> Any:
 
 
 def model_dims_of(model: Any) -> list[int] | None:
-    """Per-member descriptor widths of a concat ensemble (``None`` for a single model)."""
+    """Widths of the independent descriptors an ensemble's output concatenates (``None`` for a single
+    model): the combiner's ``slice_dims`` (one per family for GLR2021's family mean-concat), else the
+    members' widths when they add up to the ensemble's."""
     members = getattr(model, "members", None)
     if members is None:
         return None
     dims = [int(m.embedding_dim) for m in members]
+    slicer = getattr(getattr(model, "combiner", None), "slice_dims", None)
+    if callable(slicer):
+        dims = [int(d) for d in slicer(dims, getattr(model, "member_cfgs", [{}] * len(dims)))]
     return dims if sum(dims) == int(getattr(model, "embedding_dim", -1)) else None

@@ -1,4 +1,4 @@
-"""Neighbour lists: search rows -> ids, self-match removal, and the ``zoo search`` CSV."""
+"""Neighbour lists as ids: search rows -> ids and the ``zoo search`` CSV (self-matches: :mod:`zoo.inference.search`)."""
 
 from __future__ import annotations
 
@@ -9,25 +9,6 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from zoo import atomic
-
-
-def drop_self(
-    query_ids: Sequence[str], index_ids: Sequence[str], scores: np.ndarray, rows: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each query's own image from its neighbours (query set == gallery), keep ``k`` columns.
-
-    ``scores``/``rows`` must hold at least ``k + 1`` columns.
-    """
-    pos = {i: n for n, i in enumerate(index_ids)}
-    own = np.array([pos.get(q, -2) for q in query_ids], dtype=np.int64)[:, None]
-    keep = rows != own
-    out_s = np.full((rows.shape[0], k), -np.inf, dtype=np.float32)
-    out_r = np.full((rows.shape[0], k), -1, dtype=np.int64)
-    for q in range(rows.shape[0]):
-        r = rows[q][keep[q]][:k]
-        out_r[q, : r.size] = r
-        out_s[q, : r.size] = scores[q][keep[q]][:k]
-    return out_s, out_r
 
 
 def neighbour_ids(index_ids: Sequence[str], rows: np.ndarray) -> list[list[str]]:

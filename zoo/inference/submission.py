@@ -16,6 +16,7 @@ Formats (Google Landmark Recognition / Retrieval, GUIE):
 from __future__ import annotations
 
 import csv
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,7 +24,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from zoo import atomic
-from zoo.inference.types import NON_LANDMARK, Neighbours, Recognition
+from zoo.data.labels import LabelMap
+from zoo.postprocess import NON_LANDMARK, Neighbours, Recognition
 from zoo.registry import ZooError
 
 KINDS = ("recognition", "retrieval", "instances")
@@ -210,32 +212,11 @@ def write_retrieval(path: str | Path, ids: Sequence[str], ranked: Sequence[Seque
 
 
 def write_ranking_result(path: str | Path, ids: Sequence[str], ranking: Neighbours, gallery_ids: Sequence[str]) -> None:
-    """Write a :data:`~zoo.inference.types.Ranking` (gallery rows -> ids, padding dropped)."""
+    """Write a :data:`~zoo.postprocess.Ranking` (gallery rows -> ids, padding dropped)."""
     write_retrieval(path, ids, [[gallery_ids[r] for r in row if r >= 0] for row in ranking.indices])
 
 
 # ------------------------------------------------------------------ alignment into metric inputs
-class Vocabulary:
-    """String ids/labels -> dense ints (first seen, first numbered)."""
-
-    def __init__(self) -> None:
-        self.index: dict[str, int] = {}
-
-    def __call__(self, name: str) -> int:
-        idx = self.index.get(name)
-        if idx is None:
-            idx = self.index[name] = len(self.index)
-        return idx
-
-    def encode_lists(self, lists: Sequence[Sequence[str]], width: int | None = None) -> np.ndarray:
-        w = max((len(x) for x in lists), default=0) if width is None else width
-        out = np.full((len(lists), max(w, 1)), -1, dtype=np.int64)
-        for q, items in enumerate(lists):
-            enc = [self(x) for x in items[:w]]
-            out[q, : len(enc)] = enc
-        return out
-
-
 @dataclass
 class AlignedRecognition:
     pred: np.ndarray  # int64 Q, -1 = no prediction
@@ -247,9 +228,11 @@ class AlignedRecognition:
 
 def align_recognition(pred: RecognitionPredictions, truth: dict[str, list[str]]) -> AlignedRecognition:
     """Predictions reordered onto the truth ids; a missing row is "no prediction"."""
-    vocab = Vocabulary()
     row = {i: n for n, i in enumerate(pred.ids)}
     ids = list(truth)
+    vocab = LabelMap.from_labels(
+        itertools.chain(pred.labels, itertools.chain.from_iterable(truth[i] for i in ids)), allow_empty=True
+    )
     p = np.full(len(ids), NON_LANDMARK, dtype=np.int64)
     c = np.zeros(len(ids))
     missing = 0
@@ -260,7 +243,7 @@ def align_recognition(pred: RecognitionPredictions, truth: dict[str, list[str]])
             continue
         lab = pred.labels[n]
         if lab is not None:
-            p[q] = vocab(lab)
+            p[q] = vocab.index(lab)
             c[q] = pred.confidences[n]
     t = vocab.encode_lists([truth[i] for i in ids])
     extra = len(set(pred.ids) - set(truth))
@@ -279,7 +262,6 @@ def align_retrieval(
     pred: dict[str, list[str]], truth: dict[str, list[str]], *, drop_self: bool = False, max_k: int | None = None
 ) -> AlignedRetrieval:
     """Rankings reordered onto the truth ids; ``drop_self`` removes each query's own id from its ranking."""
-    vocab = Vocabulary()
     ids = list(truth)
     rankings = []
     missing = 0
@@ -291,7 +273,12 @@ def align_retrieval(
         if drop_self:
             r = [x for x in r if x != qid]
         rankings.append(r[:max_k] if max_k else r)
+    relevant_ids = [truth[i] for i in ids]
+    vocab = LabelMap.from_labels(
+        itertools.chain(itertools.chain.from_iterable(rankings), itertools.chain.from_iterable(relevant_ids)),
+        allow_empty=True,
+    )
     ranked = vocab.encode_lists(rankings)
-    relevant = vocab.encode_lists([truth[i] for i in ids])
+    relevant = vocab.encode_lists(relevant_ids)
     extra = len(set(pred) - set(truth))
     return AlignedRetrieval(ranked, relevant, missing, extra)

@@ -9,12 +9,18 @@ the last complete file.
 
 Weights for inference are written separately (``model.safetensors``, loadable by
 ``zoo.create_model(recipe, checkpoint=...)``).
+
+Checkpointing and resuming a run: :class:`Checkpointer` (the epoch-loop callback writing
+``resume.safetensors`` every ``checkpoint_every_steps`` optimizer steps and after every epoch),
+:func:`read_resume` (the checkpoint of a run folder) and :meth:`Resume.restore_counters` /
+:meth:`Resume.restore_training` (putting it back into a :class:`~zoo.train.state.TrainState`).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +28,14 @@ import numpy as np
 import torch
 
 from zoo.atomic import save_safetensors
+from zoo.distributed import DistContext
 from zoo.registry import ZooError
+from zoo.train.callbacks import Callback, EpochState
+from zoo.train.state import Position, TrainState
 
 META_KEY = "zoo_train_state"
 FORMAT_VERSION = 1
+RESUME_FILE = "resume.safetensors"
 
 
 class CheckpointError(ZooError):
@@ -164,3 +174,105 @@ def read_train_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
 def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     n = len(prefix)
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+# -- checkpointing a run ---------------------------------------------------------------------------
+def state_header(state: TrainState, pos: Position, recipe: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON part of a run's checkpoint besides optimizer and RNG (see the module docstring);
+    ``config``: the resolved recipe the run trains (what ``--resume`` compares against)."""
+    return {
+        "position": pos.__dict__.copy(),
+        "global_step": state.global_step,
+        "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
+        "scaler": state.scaler.state_dict() if state.scaler is not None else None,
+        "meters": dict(state.meters),
+        "ema_updates": state.ema.updates if state.ema else None,
+        "history": state.history,
+        "skipped": state.skips.rows(),
+        "label_names_count": len(state.label_names),
+        "recipe": recipe,
+        "config": config,
+    }
+
+
+def save_checkpoint(run_dir: Path, state: TrainState, pos: Position, recipe: str, ctx: DistContext,
+                    config: dict[str, Any] | None = None) -> None:
+    """Rank 0 writes ``run_dir/resume.safetensors``; every rank waits for it."""
+    assert state.model is not None and state.optimizer is not None
+    if ctx.is_main:
+        save_train_state(
+            Path(run_dir) / RESUME_FILE, model_state=state.model.state_dict(), optimizer=state.optimizer,
+            header=state_header(state, pos, recipe, config), ema_state=state.ema.state_dict() if state.ema else None,
+        )
+    ctx.barrier()
+
+
+class Checkpointer(Callback):
+    """Writes the resumable state every ``stage.checkpoint_every_steps`` optimizer steps (not on an
+    epoch's last batch) and after every complete epoch (after the epoch's record is logged, so a
+    resume never loses or repeats a metrics line)."""
+
+    def __init__(self, run_dir: Path, recipe: str, ctx: DistContext, config: dict[str, Any] | None = None) -> None:
+        self.run_dir, self.recipe, self.ctx, self.config = Path(run_dir), recipe, ctx, config
+
+    def on_step_end(self, state: TrainState, epoch: EpochState) -> None:
+        every = epoch.stage.checkpoint_every_steps
+        if not every or state.global_step % every != 0:
+            return
+        state.meters = {"loss_sum": float(epoch.loss_sum[0]), "count": float(epoch.loss_sum[1])}
+        if not epoch.last_batch:
+            save_checkpoint(self.run_dir, state, Position(epoch.stage.index, epoch.epoch, epoch.batch + 1, False),
+                            self.recipe, self.ctx, self.config)
+
+    def on_epoch_end(self, state: TrainState, epoch: EpochState) -> None:
+        save_checkpoint(self.run_dir, state, Position(epoch.stage.index, epoch.epoch, epoch.num_batches, True),
+                        self.recipe, self.ctx, self.config)
+
+
+@dataclass
+class Resume:
+    """A run's checkpoint, read back: tensors and header."""
+
+    tensors: dict[str, torch.Tensor]
+    header: dict[str, Any]
+
+    @property
+    def position(self) -> Position:
+        return Position(**self.header["position"])
+
+    def start(self) -> tuple[int, int]:
+        """``(epoch, micro-batches to skip)`` the run continues from within its stage."""
+        pos = self.position
+        return (pos.epoch + 1, 0) if pos.epoch_complete else (pos.epoch, pos.batches_done)
+
+    def restore_counters(self, state: TrainState) -> None:
+        """Global step, history and skip report (at the start of the run)."""
+        state.global_step = int(self.header["global_step"])
+        state.history = list(self.header["history"])
+        state.skips.merge(self.header["skipped"])
+
+    def restore_training(self, state: TrainState) -> None:
+        """Model, optimizer, schedule, scaler, EMA, epoch meters and RNG (once the stage has built them)."""
+        assert state.model is not None and state.optimizer is not None
+        header = self.header
+        state.model.load_state_dict(prefixed(self.tensors, "model/"))
+        optimizer_from_flat(state.optimizer, self.tensors, header["optimizer"])
+        if header.get("scheduler") is not None:
+            state.scheduler.load_state_dict(header["scheduler"])
+        if header.get("scaler"):
+            state.scaler.load_state_dict(header["scaler"])
+        if state.ema is not None and header.get("ema_updates") is not None:
+            state.ema.load_state_dict(prefixed(self.tensors, "ema/"), header["ema_updates"])
+        state.meters = dict(header["meters"])
+        restore_rng(self.tensors, header["rng"])
+
+
+def read_resume(run_dir: Path, recipe: str) -> Resume:
+    """The checkpoint of the run in ``run_dir``, which must be a run of ``recipe``."""
+    path = Path(run_dir) / RESUME_FILE
+    tensors, header = read_train_state(path)
+    if header.get("recipe") != recipe:
+        raise CheckpointError(
+            f"{path} belongs to recipe '{header.get('recipe')}', not '{recipe}': pick another --out or drop --resume"
+        )
+    return Resume(tensors, header)

@@ -42,6 +42,9 @@ section is one stage. Keys (defaults in brackets)::
       world_size: 1                # GPUs (processes) of the released command; global batch = batch_size x world_size x accumulate
       split: null                  # run-wide: how `zoo train` holds out validation rows without --val
                                    # (a zoo.data.splits.split_from_spec spec, e.g. {type: glr2020, fold: 0})
+      validate: auto               # run-wide: auto | classification | retrieval | both (zoo.train.stage_checks)
+      select: auto                 # run-wide: which epoch's weights model.safetensors holds: auto | last |
+                                   # a record key such as map@100 (zoo.train.selection)
 """
 
 from __future__ import annotations
@@ -100,9 +103,13 @@ DEFAULTS: dict[str, Any] = {
     "world_size": 1,
     "max_steps_per_epoch": None,
     "split": None,
+    "validate": "auto",
+    "select": "auto",
 }
 
-RUN_KEYS = ("seed", "workers", "sync_bn", "log_every", "split")
+RUN_KEYS = ("seed", "workers", "sync_bn", "log_every", "split", "validate", "select")
+#: ``train.validate`` values: which validation runs each epoch (see :func:`zoo.train.stage_checks.choose_validation`)
+VALIDATE_MODES = ("auto", "classification", "retrieval", "both", "none")
 
 
 @dataclass
@@ -168,11 +175,14 @@ class TrainPlan:
     log_every: int
     stages: list[Stage]
     split: dict[str, Any] | None = None
+    validate: str = "auto"
+    select: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed, "workers": self.workers, "sync_bn": self.sync_bn,
-            "log_every": self.log_every, "split": self.split, "stages": [s.to_dict() for s in self.stages],
+            "log_every": self.log_every, "split": self.split, "validate": self.validate, "select": self.select,
+            "stages": [s.to_dict() for s in self.stages],
         }
 
 
@@ -242,10 +252,30 @@ def resolve_plan(cfg: DictConfig) -> TrainPlan:
         stages.append(_stage(i, s, raw.get("name") or f"stage{i}", data_size))
     if stages[0].continue_schedule:
         raise TrainConfigError("train.stages[0] cannot 'continue' a previous stage: there is none")
+    validate = str(base["validate"] or "none").lower()
+    if validate not in VALIDATE_MODES:
+        raise TrainConfigError(f"train.validate must be one of {', '.join(VALIDATE_MODES)}, got '{base['validate']}'")
+    parse_select(base["select"])  # a malformed rule fails before anything runs
     return TrainPlan(
         seed=int(base["seed"]), workers=int(base["workers"]), sync_bn=bool(base["sync_bn"]),
         log_every=int(base["log_every"]), stages=stages, split=_split_spec(base["split"]),
+        validate=validate, select=str(base["select"] or "auto"),
     )
+
+
+def parse_select(spec: Any) -> tuple[str, str]:
+    """``(metric or auto/last, max|min)`` of a ``train.select`` value (see :mod:`zoo.train.selection`)."""
+    text = str(spec if spec not in (None, False, "") else "auto").strip()
+    mode = ""
+    if ":" in text:
+        mode, text = (part.strip() for part in text.split(":", 1))
+        if mode not in ("max", "min"):
+            raise TrainConfigError(f"train.select '{spec}': the prefix must be max: or min:, got '{mode}:'")
+    if not text:
+        raise TrainConfigError(f"train.select '{spec}' names no metric (e.g. train.select=map@100, or last)")
+    if text in ("auto", "last"):
+        return text, "max"
+    return text, mode or ("min" if "loss" in text else "max")
 
 
 def _split_spec(value: Any) -> dict[str, Any] | None:

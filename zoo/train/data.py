@@ -2,9 +2,16 @@
 unreadable images.
 
 Batches are assembled with the data plugins' :func:`zoo.data.dataset.collate` (unreadable images
-dropped and listed under ``batch["skipped"]``). A :class:`DataSource` hands the trainer, for each stage, a :class:`Split` (dataset + integer targets
-aligned with a label map). :class:`TensorSource` keeps images in memory (tests, benchmarks);
-:mod:`zoo.train.files` builds splits from CSV / image folders with the data plugins.
+dropped and listed under ``batch["skipped"]``). A :class:`DataSource` hands the trainer, for each
+stage, a :class:`Split` (dataset + integer targets aligned with a label map). :class:`TensorSource`
+keeps images in memory (tests, benchmarks); :mod:`zoo.train.files` builds splits from CSV / image
+folders with the data plugins.
+
+Validation hold-out (the recipe's ``train.split``, e.g. GLR2020 3rd place's fold rule): the source
+splits the rows of a stage's data with :func:`zoo.data.splits.split_from_spec` (:func:`hold_out`),
+trains on one side and hands the other to ``val_split(..., key=KEY)``. As GLR2020 3rd place
+``train.py`` does, the label map and the class counts of the dynamic margins are taken over *all*
+rows of the step's data, before the split.
 
 Determinism (bit-identical resume): the batch order of an epoch is a pure function of (seed, epoch,
 rank) through the sampler's ``set_epoch``; each sample's augmentation randomness is seeded from
@@ -22,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from zoo.data.dataset import LabelMap
+from zoo.data.images import ImageRecord
+from zoo.data.labels import LabelMap
+from zoo.data.splits import SplitIndices, split_from_spec
 from zoo.registry import ZooError
 
 
@@ -38,24 +47,77 @@ class Split:
     targets: np.ndarray
     label_names: list[str]
     skipped: list[dict[str, str]] = field(default_factory=list)
+    #: class counts over every row of the step's data when a validation hold-out took some of them
+    row_counts: np.ndarray | None = None
+    #: labels of a validation split that are none of the training classes (their targets are -1)
+    unseen_labels: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
         return len(self.label_names)
 
     def class_counts(self) -> np.ndarray:
-        """Images per class index (GLR2020-style dynamic margins need these aligned with the head)."""
+        """Images per class index over all rows of the step's data, held-out validation rows included
+        (GLR2020-style dynamic margins need these aligned with the head)."""
+        if self.row_counts is not None:
+            return np.asarray(self.row_counts, dtype=np.int64)
         t = self.targets[self.targets >= 0]
         return np.bincount(t, minlength=self.num_classes).astype(np.int64)
 
 
+@dataclass
+class RetrievalSet:
+    """Images to validate retrieval on: every ``gallery`` image queries the others (``queries`` None),
+    or each of ``queries`` queries the ``gallery``. Labels are instance ids; positives of a query are
+    the gallery images with its label (see :mod:`zoo.train.retrieval_validation`)."""
+
+    gallery: list[ImageRecord]
+    queries: list[ImageRecord] | None = None
+
+    @property
+    def all_vs_all(self) -> bool:
+        return self.queries is None
+
+    def labels(self) -> list[str]:
+        """The distinct labels of the set (queries and gallery)."""
+        recs = self.gallery + (self.queries or [])
+        return sorted({str(r.label) for r in recs if r.label is not None})
+
+
 class DataSource(Protocol):
-    """What the trainer asks for at each stage start."""
+    """What the trainer asks for at each stage start. ``holdout`` (a split spec) is passed only when
+    the recipe holds validation rows out; ``val_split`` then gets the stage's data ``key``.
+    ``retrieval_set`` gives the validation images as files for retrieval validation (None: the source
+    has no files to give, e.g. in-memory data)."""
 
     def train_split(self, key: str, *, image_size: int, augment: dict[str, Any] | None, seed: int,
-                    resample: dict[str, Any] | None = None) -> Split: ...
+                    resample: dict[str, Any] | None = None, holdout: dict[str, Any] | None = None) -> Split: ...
 
-    def val_split(self, *, image_size: int, augment: dict[str, Any] | None, label_names: Sequence[str]) -> Split | None: ...
+    def val_split(self, *, image_size: int, augment: dict[str, Any] | None, label_names: Sequence[str],
+                  key: str | None = None) -> Split | None: ...
+
+    def retrieval_set(self, key: str | None = None) -> RetrievalSet | None: ...
+
+
+def hold_out(targets: np.ndarray, spec: dict[str, Any]) -> SplitIndices:
+    """Train/validation rows of a stage's data by the recipe's split ``spec``
+    (:func:`zoo.data.splits.split_from_spec`). ``targets`` are the label-map indices of the rows: the
+    label map sorts numeric labels numerically, so the splitters see the classes in the order of the
+    raw ids, as upstream."""
+    return split_from_spec(np.asarray(targets, dtype=np.int64), spec)
+
+
+def check_single_validation(has_val: bool) -> None:
+    if has_val:
+        raise TrainDataError(
+            "a validation set was given and the recipe's train.split holds validation rows out too: "
+            "use one (set train.split=null to validate on the given set only)"
+        )
+
+
+def unseen_labels(labels: Sequence[Any], label_map: LabelMap) -> list[str]:
+    """The distinct labels that are no class of ``label_map`` (sorted)."""
+    return sorted({str(v) for v in labels if v is not None and v not in label_map})
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -152,9 +214,10 @@ class TensorSource:
         self.train = train
         self.val = val
         self.flip = flip
+        self._held_out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def train_split(self, key: str, *, image_size: int, augment: dict[str, Any] | None, seed: int,
-                    resample: dict[str, Any] | None = None) -> Split:
+                    resample: dict[str, Any] | None = None, holdout: dict[str, Any] | None = None) -> Split:
         if resample:
             raise TrainDataError("TensorSource does not re-balance records; drop train.resample")
         if key not in self.train:
@@ -163,16 +226,33 @@ class TensorSource:
         label_map = LabelMap.from_labels(labels)
         names = [label_map.label(i) for i in range(len(label_map))]
         targets = label_map.encode(labels)
+        counts = None
+        if holdout is not None:
+            check_single_validation(self.val is not None)
+            rows = hold_out(targets, holdout)
+            counts = np.bincount(targets, minlength=len(names)).astype(np.int64)
+            self._held_out[key] = (images[rows.val], targets[rows.val])
+            images, targets = images[rows.train], targets[rows.train]
         ds = TensorImageDataset(images, targets, image_size, flip=self.flip)
-        return Split(ds, targets, names)
+        return Split(ds, targets, names, row_counts=counts)
 
-    def val_split(self, *, image_size: int, augment: dict[str, Any] | None, label_names: Sequence[str]) -> Split | None:
+    def val_split(self, *, image_size: int, augment: dict[str, Any] | None, label_names: Sequence[str],
+                  key: str | None = None) -> Split | None:
+        if key is not None and key in self._held_out:
+            images, targets = self._held_out[key]
+            return Split(TensorImageDataset(images, targets, image_size), targets, list(label_names))
         if self.val is None:
             return None
         images, labels = self.val
-        targets = LabelMap(list(label_names)).encode(labels, unknown=-1)
+        label_map = LabelMap(list(label_names))
+        targets = label_map.encode(labels, unknown=-1)
         ds = TensorImageDataset(images, targets, image_size)
-        return Split(ds, targets, list(label_names))
+        return Split(ds, targets, list(label_names), unseen_labels=unseen_labels(labels, label_map))
+
+    def retrieval_set(self, key: str | None = None) -> RetrievalSet | None:
+        """None: images in memory are not files that ``zoo embed`` could read (retrieval validation
+        embeds files exactly as ``zoo embed`` does)."""
+        return None
 
 
 

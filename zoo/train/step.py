@@ -3,16 +3,20 @@
 Shared by the trainer and ``benchmarks/train_step.py`` so what is benchmarked is what trains. AMP:
 ``bf16`` autocast, or ``fp16`` autocast with a ``GradScaler`` (GLR2020 3rd place / GLR2021 1st place /
 GUIE 2022 trained with apex AMP O1, top-100 with ``torch.cuda.amp.GradScaler``). Logits are cast to
-float32 before the loss, as every seed system does.
+float32 before the loss, as every seed system does. A batch mixer's :class:`MixedTargets` makes the
+step's loss ``lam * L(x, y_a) + (1 - lam) * L(x, y_b)`` (:func:`mixed_loss`).
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from zoo.data.config import DataConfig
 
 
 def autocast_dtype(amp: str) -> torch.dtype | None:
@@ -24,20 +28,38 @@ def make_scaler(amp: str, device: torch.device) -> Any:
     return torch.amp.GradScaler(device.type, enabled=(amp == "fp16"))
 
 
-class DeviceNormalize:
-    """uint8 ``B x 3 x H x W`` -> float ``(x / 255 - mean) / std`` on the device: datasets may hand over
-    uint8 batches (4x less to copy between loader workers, pinned memory and the GPU)."""
+@dataclass(frozen=True)
+class MixedTargets:
+    """The targets of a mixed batch (FMix / CutMix / MixUp): each image is ``lam`` of the image of
+    ``targets`` and ``1 - lam`` of the image of ``shuffled`` (``targets[perm]``).
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> None:
-        self.scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))).view(1, 3, 1, 1).to(device)
-        self.shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(1, 3, 1, 1).to(device)
+    Its loss is ``lam * L(x, targets) + (1 - lam) * L(x, shuffled)`` of the recipe's loss, as GLR2021
+    top-100's training loop computes it (``utils.py`` L309-312: ``loss_function(outputs,
+    labels['target']) * labels['lam'] + loss_function(outputs, labels['shuffled_target']) * (1.0 -
+    labels['lam'])``); see :func:`mixed_loss`.
+    """
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.shift, images.float(), self.scale)
+    targets: torch.Tensor
+    shuffled: torch.Tensor
+    lam: float
+
+    def to(self, device: Any, non_blocking: bool = False) -> "MixedTargets":
+        return MixedTargets(self.targets.to(device, non_blocking=non_blocking),
+                            self.shuffled.to(device, non_blocking=non_blocking), self.lam)
+
+
+def mixed_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
+               targets: "torch.Tensor | MixedTargets") -> torch.Tensor:
+    """``loss_fn(logits, targets)``, or the ``lam``-weighted sum of the two losses of a mixed batch."""
+    if isinstance(targets, MixedTargets):
+        lam = float(targets.lam)
+        return lam * loss_fn(logits, targets.targets) + (1.0 - lam) * loss_fn(logits, targets.shuffled)
+    return loss_fn(logits, targets)
 
 
 class TrainStep:
-    """Callable running one micro-batch; returns the detached loss (no host sync)."""
+    """Callable running one micro-batch; returns the detached loss (no host sync). ``targets`` are
+    int64 class ids or a mixer's :class:`MixedTargets`."""
 
     def __init__(
         self,
@@ -52,8 +74,7 @@ class TrainStep:
         channels_last: bool = False,
         scaler: Any = None,
         on_step: Callable[[], None] | None = None,
-        mean: tuple[float, float, float] | None = None,
-        std: tuple[float, float, float] | None = None,
+        data_config: DataConfig | None = None,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -66,18 +87,22 @@ class TrainStep:
         self.scaler = scaler if scaler is not None else make_scaler(amp, device)
         self.on_step = on_step
         self.last_grad_norm: torch.Tensor | None = None
-        self.normalize = DeviceNormalize(mean, std, device) if mean is not None and std is not None else None
+        self.data_config = data_config  # normalises uint8 batches on the device
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``B x 3 x H x W`` on the device -> the model's normalised float input."""
+        if self.data_config is None:
+            raise ValueError("uint8 images need TrainStep(data_config=...) to normalise them")
+        return self.data_config.normalize(images, channels_last=False)
 
     def _sync_context(self, sync: bool) -> Any:
         no_sync = getattr(self.model, "no_sync", None)
         return contextlib.nullcontext() if sync or no_sync is None else no_sync()
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor, *, last_micro: bool = True,
+    def __call__(self, images: torch.Tensor, targets: "torch.Tensor | MixedTargets", *, last_micro: bool = True,
                  divisor: int | None = None) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:
-            if self.normalize is None:
-                raise ValueError("uint8 images need TrainStep(mean=..., std=...) to normalise them")
             images = self.normalize(images)
         images = images.contiguous(memory_format=self.memory_format)
         targets = targets.to(self.device, non_blocking=True)
@@ -85,7 +110,7 @@ class TrainStep:
             with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
                 out = self.model(images)
                 logits = out["logits"] if isinstance(out, dict) else out
-            loss = self.loss_fn(logits.float(), targets)
+            loss = mixed_loss(self.loss_fn, logits.float(), targets)
             scaled = loss / float(divisor or self.accumulate)
             self.scaler.scale(scaled).backward()
         if last_micro:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from zoo.registry import UnknownComponentError, ZooError
 
 
+class SettingError(ZooError):
+    """An environment setting (``ZOO_DOWNLOAD_RETRIES``, ...) with a value zoo cannot use."""
+
+
 class ManifestError(ZooError):
     """A weights manifest that does not follow the schema; the message names file, entry and field."""
 
@@ -31,3 +35,29 @@ class WeightsNotFoundError(ZooError):
 
 class DownloadError(ZooError):
     """A source that could not be read (HTTP error, connection lost, missing package file)."""
+
+
+class PretrainedUnavailableError(ZooError):
+    """Pretrained weights a library downloads itself (timm, open_clip) that cannot be had: offline and
+    not cached, no connection, or not on the hub. The message names the weights, the places searched
+    and the fixes."""
+
+
+class PreprocessMismatchError(ZooError):
+    """Weights whose manifest preprocessing differs from the recipe's (the message names both and the fix)."""
+
+
+class StateDictMismatchError(ZooError):
+    """A state dict whose keys or shapes do not fit a model (the default error of :mod:`zoo.weights.fit`)."""
+
+
+class ConversionError(ZooError):
+    """An upstream checkpoint that cannot be read safely or does not map exactly onto the recipe's model."""
+
+
+class WeightsLoadError(ZooError):
+    """Verified weights that do not fit the model built from the recipe."""
+
+
+class PublishError(ZooError):
+    """``zoo weights publish`` input that cannot be published (run folder, name, flags, target folder)."""

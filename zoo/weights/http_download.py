@@ -5,28 +5,52 @@ A connection that drops mid-file keeps the partial file and is resumed (``Range:
 ``retries`` times in the same call, and again by the next call. A server that ignores ``Range``
 (answers 200) restarts the file from zero. More bytes than the manifest declares stop the
 transfer at once.
+
+Retries back off exponentially: before retry ``n`` (1-based) the call waits
+``ZOO_DOWNLOAD_BACKOFF * 2**(n-1)`` seconds (default 1, 2, 4, ...), at most
+``ZOO_DOWNLOAD_BACKOFF_MAX`` (default 30). Lost connections, timeouts and the temporary HTTP
+statuses (408, 425, 429, 500, 502, 503, 504) are retried; a server's ``Retry-After`` (seconds) is
+honoured up to the same maximum. Other HTTP errors (404, 403, ...) fail at once. The loop is kept
+by hand because it also resumes the partial file between attempts.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import os
 import re
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
+from zoo.weights.env import download_backoff, download_retries, download_timeout, progress_enabled
 from zoo.weights.errors import DownloadError, IntegrityError
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+#: HTTP statuses that say "try again later"
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-def _timeout() -> float:
-    return float(os.environ.get("ZOO_DOWNLOAD_TIMEOUT", "60"))
+def backoff_delay(retry: int, base: float, cap: float, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry number ``retry`` (1-based): ``base * 2**(retry-1)``, at most ``cap``;
+    a longer ``retry_after`` (the server's ``Retry-After``) wins, also at most ``cap``."""
+    delay = base * 2 ** (retry - 1)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, cap)
+
+
+def _retry_after(exc: urllib.error.HTTPError) -> float | None:
+    value = exc.headers.get("Retry-After") if exc.headers is not None else None
+    try:
+        return max(0.0, float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None  # absent, or an HTTP date: the exponential delay applies
 
 
 def _progress(total: int | None, initial: int, desc: str):  # type: ignore[no-untyped-def]
@@ -34,17 +58,36 @@ def _progress(total: int | None, initial: int, desc: str):  # type: ignore[no-un
 
     return tqdm(
         total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-        disable=os.environ.get("ZOO_NO_PROGRESS", "") not in ("", "0"), leave=False,
+        disable=not progress_enabled(), leave=False,
     )
 
 
-def download(url: str, partial: Path, expected_size: int | None, *, desc: str, retries: int | None = None) -> int:
-    """Fetch ``url`` into ``partial`` (resuming what is there); returns the number of bytes now in it."""
+def download(
+    url: str,
+    partial: Path,
+    expected_size: int | None,
+    *,
+    desc: str,
+    retries: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Fetch ``url`` into ``partial`` (resuming what is there); returns the number of bytes now in it.
+
+    ``retries``: attempts after the first (default ``ZOO_DOWNLOAD_RETRIES``), each after an
+    exponential back-off (see the module docstring); ``sleep`` waits (replaceable in tests).
+    """
     if retries is None:
-        retries = int(os.environ.get("ZOO_DOWNLOAD_RETRIES", "3"))
+        retries = download_retries()
+    base, cap = download_backoff()
     partial.parent.mkdir(parents=True, exist_ok=True)
     last_error: Exception | None = None
+    retry_after: float | None = None
     for attempt in range(retries + 1):
+        if attempt:
+            delay = backoff_delay(attempt, base, cap, retry_after)
+            log.warning("%s: retry %d of %d in %.1f s", url, attempt, retries, delay)
+            sleep(delay)
+            retry_after = None
         have = partial.stat().st_size if partial.exists() else 0
         if expected_size is not None and have > expected_size:
             log.warning("%s: %d bytes is more than the expected %d; starting over", partial, have, expected_size)
@@ -57,11 +100,16 @@ def download(url: str, partial: Path, expected_size: int | None, *, desc: str, r
             headers["Range"] = f"bytes={have}-"
             log.info("resuming %s at byte %d", url, have)
         try:
-            resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_timeout())
+            resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=download_timeout())
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and have:
                 return have  # nothing more to read: the size check decides
-            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            if exc.code not in RETRY_STATUS:
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            last_error = exc
+            retry_after = _retry_after(exc)
+            log.warning("%s: HTTP %d %s (attempt %d of %d)", url, exc.code, exc.reason, attempt + 1, retries + 1)
+            continue
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             last_error = exc
             log.warning("%s: %s (attempt %d of %d)", url, exc, attempt + 1, retries + 1)

