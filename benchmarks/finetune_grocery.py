@@ -122,11 +122,13 @@ def run(cmd: list[str], log: list[str]) -> str:
     return done.stdout
 
 
-def evaluate(images_csv: Path, image_root: Path, work: Path, log: list[str], model_args: list[str]) -> dict[str, float]:
-    """``zoo embed`` -> ``zoo index`` -> ``zoo search`` (all photos) -> ``zoo evaluate``: mAP, R@1, mP@5."""
+def evaluate(images_csv: Path, image_root: Path, work: Path, log: list[str], model: str, model_args: list[str]
+             ) -> dict[str, float]:
+    """``zoo embed MODEL`` (a recipe or a run folder) -> ``zoo index`` -> ``zoo search`` (all photos) ->
+    ``zoo evaluate``: mAP, R@1, mP@5."""
     n = sum(1 for _ in open(images_csv)) - 1
     emb, index, nb = work / "emb", work / "index", work / "neighbours.csv"
-    run(zoo_cmd("embed", RECIPE, *model_args, "--images", images_csv, "--image-root", image_root, "--out", emb,
+    run(zoo_cmd("embed", model, *model_args, "--images", images_csv, "--image-root", image_root, "--out", emb,
                 "--overwrite", "--no-progress"), log)
     run(zoo_cmd("index", emb, "--out", index), log)
     run(zoo_cmd("search", index, "--query", emb, "-k", n, "--out", nb, "--no-progress"), log)
@@ -146,6 +148,16 @@ def evaluate(images_csv: Path, image_root: Path, work: Path, log: list[str], mod
     return pick
 
 
+def read_epoch_records(run_dir: Path) -> list[dict[str, object]]:
+    """The run's per-epoch records (``metrics.jsonl`` lines without ``kind: train``): train loss and,
+    with ``--curve``, the retrieval validation metrics."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("kind") != "train"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, help="grocery-store folder (default: ../shared/data/grocery-store)")
@@ -156,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reuse", action="store_true", help="evaluate a finished run in --out instead of training")
     ap.add_argument("--row-out", type=Path, default=None, help="append the markdown table row to this file")
+    ap.add_argument("--max-steps", type=int, default=None, help="smoke runs only: zoo train --max-steps")
+    ap.add_argument("--curve", action="store_true",
+                    help="also pass --val EVAL.csv --select last: the trainer's retrieval validation reports the "
+                         "held-out mAP@100/R@1 after every epoch (the curve; its time counts in the train time) "
+                         "while the evaluated weights stay the last epoch's (no selection on held-out photos)")
     ap.add_argument("overrides", nargs="*", help="recipe overrides for zoo train (none for the benchmark)")
     args = ap.parse_args(argv)
     root = args.data or find_data("grocery-store", "ZOO_GROCERY")
@@ -170,12 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     model_overrides = [o for o in args.overrides if o.startswith("model.") or o.startswith("data.")]
     before_args = [a for o in model_overrides for a in ("-o", o)]
 
-    before = evaluate(split["eval_csv"], root, work / "before", log, before_args)  # type: ignore[arg-type]
-    inst_before = (evaluate(inst / "labels.csv", inst, work / "inst-before", log, before_args)
+    before = evaluate(split["eval_csv"], root, work / "before", log, RECIPE, before_args)  # type: ignore[arg-type]
+    inst_before = (evaluate(inst / "labels.csv", inst, work / "inst-before", log, RECIPE, before_args)
                    if inst and (inst / "labels.csv").is_file() else None)
 
     cmd = zoo_cmd("train", RECIPE, *args.overrides, "--data", split["train_csv"], "--images", root, "--out", out,
                   "--device", args.device, "--no-progress")
+    if args.max_steps:
+        cmd += ["--max-steps", str(args.max_steps)]
+    if args.curve:
+        cmd += ["--val", str(split["eval_csv"]), "--select", "last"]
+    uptime0 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print("before training:", uptime0, flush=True)
     load0 = os.getloadavg()
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -188,10 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_s = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     load1 = os.getloadavg()
-    n_classes = len(json.loads((out / "labels.json").read_text())["labels"])
-    after_args = ["--checkpoint", str(out / "model.safetensors"), "-o", f"model.head.num_classes={n_classes}", *before_args]
-    after = evaluate(split["eval_csv"], root, work / "after", log, after_args)  # type: ignore[arg-type]
-    inst_after = (evaluate(inst / "labels.csv", inst, work / "inst-after", log, after_args)
+    uptime1 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print("after training:", uptime1, flush=True)
+    curve = [{k: r[k] for k in r if k == "epoch" or k.startswith(("val_", "map", "recall", "mp", "train_loss"))}
+             for r in read_epoch_records(out)]
+    after = evaluate(split["eval_csv"], root, work / "after", log, str(out), [])  # type: ignore[arg-type]
+    inst_after = (evaluate(inst / "labels.csv", inst, work / "inst-after", log, str(out), [])
                   if inst_before is not None else None)
     result = {
         "benchmark": "finetune_grocery", "split": args.split, "recipe": RECIPE, "overrides": args.overrides,
@@ -200,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         "before": before, "after": after, "gain_map": round(after["map"] - before["map"], 4),
         "train_seconds": None if train_s is None else round(train_s, 1),
         "train_cpu_seconds": None if cpu_s is None else round(cpu_s, 1),
-        "load_before_after": [round(load0[0], 2), round(load1[0], 2)],
+        "load_before_after": [round(load0[0], 2), round(load1[0], 2)], "uptime": [uptime0, uptime1],
+        "curve": curve,
         "instance_eval_before": inst_before, "instance_eval_after": inst_after,
         "commands": log, "date": time.strftime("%Y-%m-%d"),
     }

@@ -105,7 +105,10 @@ class Selection:
         """One line for the log and the CLI."""
         if self.best is None:
             return "no epoch completed: the weights are the run's last state"
-        where = f"stage {self.best['stage']} epoch {self.best['epoch']} (step {self.best['global_step']})"
+        if "epoch" in self.best:
+            where = f"stage {self.best['stage']} epoch {self.best['epoch']} (step {self.best['global_step']})"
+        else:  # stopped inside an epoch (--max-steps): only the step is known
+            where = f"the state at step {self.best['global_step']} (inside an epoch)"
         if self.metric is None:
             return f"selected the last epoch, {where}"
         return f"selected {where}: best {self.metric} = {self.best['value']:.4f} ({self.mode})"
