@@ -17,14 +17,19 @@ Protocol (``../shared/data/grocery-store/README.md``), class-disjoint:
 Every evaluation photo queries all the others (its own image removed), positives are photos of the
 same product; mAP over all queries (the full ranking: ``-k`` = all photos), R@1, mP@5. "Before" is
 the recipe's model as ``zoo embed`` builds it from its verified offline ImageNet weights (the
-recipe's backbone + pooling, no training); "after" is the trained run's ``model.safetensors``. Both
+recipe's backbone + pooling, no training); "after" is the trained run folder (``zoo embed RUN_DIR``: its selected weights,
+``model.safetensors``). Both
 are embedded, indexed and searched by the CLI, then scored by ``zoo evaluate``; the same is done on
 ``../shared/data/instance-eval`` (another domain: landmarks, objects, scenes).
 
     python benchmarks/finetune_grocery.py                     # protocol split
     python benchmarks/finetune_grocery.py --split random:1
     python benchmarks/finetune_grocery.py --split random:1 --out runs/grocery-r1 --reuse
-Prints the exact commands, one JSON line and a markdown table row (also appended to --row-out).
+    python benchmarks/finetune_grocery.py --split random:1 --curve   # + the trainer's per-epoch held-out
+                                                                    #   retrieval validation (curve only)
+Prints the exact commands, ``uptime`` before and after training, one JSON line and a markdown table row
+(also appended to --row-out). Train time is the wall time of the ``zoo train`` subprocess; its CPU time is
+given too (the machine is shared). ``OMP_NUM_THREADS`` set for the benchmark is passed on and recorded.
 """
 
 from __future__ import annotations
@@ -115,21 +120,23 @@ def zoo_cmd(*args: object) -> list[str]:
 
 
 def run(cmd: list[str], log: list[str]) -> str:
-    log.append(" ".join(shlex.quote(c) for c in (["zoo", *cmd[3:]] if cmd[:3] == [sys.executable, "-m", "zoo"] else cmd)))
+    env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if os.environ.get(k)]
+    log.append(" ".join(shlex.quote(c) for c in [*env, *(["zoo", *cmd[3:]] if cmd[:3] == [sys.executable, "-m", "zoo"] else cmd)]))
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"command failed ({done.returncode}): {log[-1]}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return done.stdout
 
 
-def evaluate(images_csv: Path, image_root: Path, work: Path, log: list[str], model: str, model_args: list[str]
-             ) -> dict[str, float]:
+def evaluate(images_csv: Path, image_root: Path, work: Path, log: list[str], model: str, model_args: list[str],
+             fresh: bool = True) -> dict[str, float]:
     """``zoo embed MODEL`` (a recipe or a run folder) -> ``zoo index`` -> ``zoo search`` (all photos) ->
-    ``zoo evaluate``: mAP, R@1, mP@5."""
+    ``zoo evaluate``: mAP, R@1, mP@5. ``fresh=False`` lets ``zoo embed`` keep the finished shards of an
+    earlier run in the same folder (the untrained model's embeddings do not change)."""
     n = sum(1 for _ in open(images_csv)) - 1
     emb, index, nb = work / "emb", work / "index", work / "neighbours.csv"
     run(zoo_cmd("embed", model, *model_args, "--images", images_csv, "--image-root", image_root, "--out", emb,
-                "--overwrite", "--no-progress"), log)
+                *(["--overwrite"] if fresh else []), "--no-progress"), log)
     run(zoo_cmd("index", emb, "--out", index), log)
     run(zoo_cmd("search", index, "--query", emb, "-k", n, "--out", nb, "--no-progress"), log)
     out = run(zoo_cmd("evaluate", nb, images_csv, "--map-k", n - 1, "--mp-k", 5, "--recall-k", 1, "--json"), log)
@@ -187,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     model_overrides = [o for o in args.overrides if o.startswith("model.") or o.startswith("data.")]
     before_args = [a for o in model_overrides for a in ("-o", o)]
 
-    before = evaluate(split["eval_csv"], root, work / "before", log, RECIPE, before_args)  # type: ignore[arg-type]
-    inst_before = (evaluate(inst / "labels.csv", inst, work / "inst-before", log, RECIPE, before_args)
+    before = evaluate(split["eval_csv"], root, work / "before", log, RECIPE, before_args, fresh=False)  # type: ignore[arg-type]
+    inst_before = (evaluate(inst / "labels.csv", inst, work / "inst-before", log, RECIPE, before_args, fresh=False)
                    if inst and (inst / "labels.csv").is_file() else None)
 
     cmd = zoo_cmd("train", RECIPE, *args.overrides, "--data", split["train_csv"], "--images", root, "--out", out,
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_before_after": [round(load0[0], 2), round(load1[0], 2)], "uptime": [uptime0, uptime1],
         "curve": curve,
         "instance_eval_before": inst_before, "instance_eval_after": inst_after,
-        "commands": log, "date": time.strftime("%Y-%m-%d"),
+        "commands": log, "date": time.strftime("%Y-%m-%d %H:%M"), "torch_threads": os.environ.get("OMP_NUM_THREADS") or "default",
     }
     print("\n".join(log))
     print(json.dumps(result))

@@ -1,14 +1,17 @@
 """A small version of the grocery-heldout gain (issue 10): ``zoo train default-finetune`` on a few
-grocery-store products at tiny image sizes makes a better retrieval model for products it never saw.
+grocery-store products at small image sizes makes a better retrieval model for products it never saw.
 
-Training: the train/val photos of the first 6 products of ``protocol/train_skus.txt`` (at most 16
-each) through the ``zoo train`` command line, with the recipe's settings except the image size,
-epochs and batch size (``SMALL``). Evaluation: the test photos of the first 5 products of
-``protocol/heldout_skus.txt`` (at most 12 each), every photo querying all the others, embedded with
-the recipe's inference path at a long side of 96 px, before (the recipe's ImageNet initialisation)
-and after training. ``MARGIN`` comes from runs over several seeds (see ``benchmarks/README.md``,
-"grocery-heldout"): training seeds gave mAP gains of GAINS_TODO; training on shuffled labels gave
-NULL_TODO.
+Training: the train/val photos of the 16 products of ``protocol/train_skus.txt`` (8 each, 128 photos)
+through the ``zoo train`` command line with the recipe's settings except ``SMALL`` (128 px, 4 epochs,
+batch 16 and lr 1e-2: with 32 steps instead of the real run's 308 the recipe's lr 1e-3 barely moves the
+model). Evaluation: the test photos of the first 5 products of ``protocol/heldout_skus.txt`` (12 each),
+every photo querying all the others, embedded with the recipe's inference path at a long side of
+``EVAL_SIZE``, before (the recipe's ImageNet initialisation) and after training (the run folder).
+
+Calibration (2-core CPU, 2026-12-01, ~25 CPU s of training): mAP 0.655 -> 0.846 (+0.19), R@1 0.950 ->
+0.983 with ``SMALL``; with the recipe's lr 1e-3 +0.003, lr 3e-3 +0.073 (8 epochs: +0.130); training
+on shuffled labels (lr 3e-3, 8 epochs) gave -0.011 mAP and R@1 0.950 -> 0.917, so the test fails on a
+run that learns nothing about the products. ``MARGIN`` is about half the measured gain.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import pytest
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
-SMALL = ["train.image_size=64", "train.epochs=3", "train.batch_size=16"]
-EVAL_SIZE = 96
+SMALL = ["train.image_size=128", "train.epochs=4", "train.batch_size=16", "train.lr=1e-2"]
+EVAL_SIZE = 160
 MARGIN = 0.10
 
 
@@ -79,15 +82,15 @@ def test_finetune_beats_imagenet_init_on_heldout_products(grocery_store, tmp_pat
     from zoo.cli import main
 
     rows = _rows(grocery_store)
-    train = _take(rows, _skus(grocery_store, "train_skus.txt", 6), ("train", "val"), 16)
+    train = _take(rows, _skus(grocery_store, "train_skus.txt", 16), ("train", "val"), 8)
     held = _take(rows, _skus(grocery_store, "heldout_skus.txt", 5), ("test",), 12)
-    assert len(train) == 96 and len(held) == 60
+    assert len(train) == 128 and len(held) == 60
     out = tmp_path / "run"
     rc = main(["train", "default-finetune", *SMALL, "--data", str(_write(tmp_path / "train.csv", train)),
                "--images", str(grocery_store), "--out", str(out), "--device", "cpu", "--no-progress"])
     assert rc == 0
     n = len(json.loads((out / "labels.json").read_text())["labels"])
-    assert n == 6
+    assert n == 16
     size = [f"data.image_size={EVAL_SIZE}"]
     before = zoo.create_model("default-finetune", pretrained=True, overrides=size)
     after = zoo.create_model(str(out), overrides=size)  # the run folder, as a user loads it
@@ -96,4 +99,4 @@ def test_finetune_beats_imagenet_init_on_heldout_products(grocery_store, tmp_pat
     map1, r1_1 = _map_r1(_embed(after, grocery_store, held), labels)
     print(f"held-out mAP {map0:.3f} -> {map1:.3f}, R@1 {r1_0:.3f} -> {r1_1:.3f}")
     assert map1 - map0 >= MARGIN, f"mAP {map0:.3f} -> {map1:.3f}"
-    assert r1_1 >= r1_0 - 0.05, f"R@1 {r1_0:.3f} -> {r1_1:.3f}"
+    assert r1_1 >= r1_0 - 1 / len(held), f"R@1 {r1_0:.3f} -> {r1_1:.3f}"  # not lower (one query of slack)
