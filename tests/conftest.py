@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 INSTANCE_EVAL = Path(os.environ.get("ZOO_INSTANCE_EVAL", REPO.parent / "shared" / "data" / "instance-eval"))
+GROCERY_STORE = Path(os.environ.get("ZOO_GROCERY", REPO.parent / "shared" / "data" / "grocery-store"))
 
 
 def _photo_paths() -> dict[str, Path]:
@@ -64,6 +65,15 @@ def instance_eval() -> Path:
     if not (INSTANCE_EVAL / "labels.csv").is_file():
         pytest.skip(f"real evaluation set not found at {INSTANCE_EVAL}")
     return INSTANCE_EVAL
+
+
+@pytest.fixture(scope="session")
+def grocery_store() -> Path:
+    """``../shared/data/grocery-store`` (labels.csv + protocol/); tests using it are marked ``realdata``
+    and skip only if it is absent."""
+    if not (GROCERY_STORE / "labels.csv").is_file() or not (GROCERY_STORE / "protocol").is_dir():
+        pytest.skip(f"grocery-store data set not found at {GROCERY_STORE}")
+    return GROCERY_STORE
 
 
 @pytest.fixture(autouse=True, scope="session")
