@@ -88,7 +88,10 @@ def run_plain(args: argparse.Namespace, device: torch.device, n_classes: int, fu
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     images, labels = synthetic(args, n_classes)
-    x_all = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    # .contiguous(): a permuted HWC array stays channels_last in memory through .float() and the
+    # arithmetic (preserve_format), which silently gave the plain side channels_last activations
+    # (oneDNN's faster CPU layout) while zoo ran NCHW unless --channels-last
+    x_all = ((torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - mean) / std).contiguous()
     y_all = torch.tensor(labels)
     if device.type == "cuda":
         x_all = x_all.pin_memory()
