@@ -28,17 +28,26 @@ def _free_port() -> int:
 def test_two_process_gloo_equals_single_process(tmp_path):
     # the checkout under test (HERE.parent) before any installed zoo; HERE for test_train_support
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
-    single = subprocess.Popen(
+    single = subprocess.run(
         [sys.executable, str(WORKER), "run", str(tmp_path / "single"), *COMMON, "batch_size=8"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300,
     )
-    ddp = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-         f"--master_port={_free_port()}", str(WORKER), "ddp", str(tmp_path / "ddp"), *COMMON, "batch_size=4"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    assert single.wait(timeout=300) == 0, single.stderr.read().decode()[-3000:]
-    assert ddp.wait(timeout=300) == 0, ddp.stderr.read().decode()[-3000:]
+    assert single.returncode == 0, single.stderr.decode()[-3000:]
+    # one after the other: three processes on a 2-core runner starved gloo's rendezvous (a rank aborted
+    # once in CI). A launch whose rank is killed by a signal before writing anything is retried once
+    # with a new port; a run that trains and differs still fails below.
+    for attempt in range(2):
+        ddp = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+             f"--master_port={_free_port()}", str(WORKER), "ddp", str(tmp_path / f"ddp-{attempt}"), *COMMON,
+             "batch_size=4"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300,
+        )
+        aborted = b"SIGABRT" in ddp.stderr and not (tmp_path / f"ddp-{attempt}" / "model.safetensors").exists()
+        if not aborted:
+            break
+    assert ddp.returncode == 0, ddp.stderr.decode()[-3000:]
+    (tmp_path / f"ddp-{attempt}").rename(tmp_path / "ddp")
     a = load_file(str(tmp_path / "single" / "model.safetensors"))
     b = load_file(str(tmp_path / "ddp" / "model.safetensors"))
     assert a.keys() == b.keys()
