@@ -29,22 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def reset_peak() -> int:
-    """Reset the peak RSS (Linux) and return the current RSS in kB."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    return _status_kb("VmRSS")
+from _rss import peak_extra_mb, reset_peak  # noqa: E402
 
 
 def clustered(n: int, d: int, clusters: int, seed: int, *, chunk: int = 100_000) -> np.ndarray:
@@ -108,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             built = build_gallery_index(chunks, args.n, args.dim, None, memory=budget, flat_max=args.flat_max,
                                         recall_queries=args.recall_queries, progress=False)
         build_s = time.perf_counter() - t0
-        peak_mb = max(0, _status_kb("VmHWM") - base) / 1024
+        peak_mb = peak_extra_mb(base)
         size_mb = faiss.serialize_index(built.index).nbytes / 2**20
         t0 = time.perf_counter()
         _, found = search(built.index, queries, args.k)

@@ -29,26 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def reset_peak() -> int:
-    """Reset the peak RSS (Linux) and return the current RSS in kB."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    return _status_kb("VmRSS")
-
-
-def peak_extra_mb(base_kb: int) -> float:
-    return max(0, _status_kb("VmHWM") - base_kb) / 1024
+from _rss import peak_extra_mb, reset_peak  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
