@@ -40,24 +40,21 @@ BENCH = ["--device", "cuda", "--amp", "bf16", "--channels-last", "--batch-size",
 
 
 def make_cfg(amp: str, n_classes: int):
+    """``train_step.py``'s model and loss (the benchmark's recipe) as a 2-epoch tiny run with a warm-up
+    cosine schedule and gradient clipping, so the sync check covers the scheduler and the unscale path."""
+    import argparse
+
     from omegaconf import OmegaConf
 
-    return OmegaConf.create({
+    sys.path.insert(0, str(HERE))
+    from train_step import make_cfg as bench_cfg
+
+    cfg = bench_cfg(argparse.Namespace(backbone="tf_efficientnet_b0", image_size=64, batch_size=16, workers=2,
+                                       amp=amp, channels_last=True, warmup=3), n_classes)
+    return OmegaConf.merge(cfg, {
         "name": "gpu-sync-check",
-        "data": {"image_size": 64},
-        "model": {
-            "backbone": {"type": "timm", "name": "tf_efficientnet_b0", "pretrained": False},
-            "pooling": {"type": "gem", "p": 3.0, "p_trainable": True},
-            "neck": {"type": "option_d"},
-            "embedding_dim": 512,
-            "head": {"type": "subcenter_arcface", "num_classes": n_classes, "subcenters": 3},
-        },
-        "loss": {"type": "arcface_dynamic", "s": 45.0},
-        "train": {
-            "seed": 0, "epochs": 2, "batch_size": 16, "lr": 1e-4, "workers": 2, "amp": amp,
-            "channels_last": True, "log_every": 3, "clip_grad": 1.0,
-            "optimizer": {"type": "adam"}, "scheduler": {"type": "warmup_cosine", "warmup_epochs": 0.5},
-        },
+        "train": {"epochs": 2, "clip_grad": 1.0,
+                  "scheduler": {"type": "warmup_cosine", "warmup_epochs": 0.5}},
     })
 
 
