@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -108,6 +109,7 @@ def init_distributed(device: str | None = None, timeout_s: int = 1800, force: bo
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+        atexit.register(shutdown_distributed)  # a group left alive by library callers is torn down at exit
     return DistContext(rank, world, local, dev, backend)
 
 

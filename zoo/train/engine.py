@@ -284,6 +284,11 @@ class Trainer:
             log.info("%s: %s%s", WEIGHTS_FILE, self.selection.summary(),
                      f"; the last epoch's weights: {LAST_FILE}" if last else "")
         info = self.selection.describe(WEIGHTS_FILE, LAST_FILE if last else None)
+        # every rank returns once the run folder is complete; this also lets gloo's worker threads
+        # release the last collective's tensors before a rank's interpreter exits (a rank that
+        # returned at once could abort in interpreter shutdown: "terminate called without an
+        # active exception")
+        self.ctx.barrier()
         return TrainResult(self.run_dir, weights, state.global_step, state.history, state.skips.rows(), stopped,
                            selection=info, last_weights=last)
 

@@ -107,4 +107,4 @@ class StageModels:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             state.model = model
         ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-        return DDP(model, device_ids=ids, broadcast_buffers=True)
+        return DDP(model, device_ids=ids)  # buffers (BN statistics) follow rank 0 each forward: DDP's default
