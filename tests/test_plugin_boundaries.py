@@ -19,6 +19,8 @@ def _package_roots() -> dict[Path, str]:
     roots = {}
     for init in sorted(PLUGINS.rglob("__init__.py")):
         folder = init.parent
+        if {"build", "dist"} & set(folder.relative_to(PLUGINS).parts):
+            continue  # copies a wheel build leaves in the tree (tests/test_weights_wheel.py), not sources
         if not (folder.parent / "__init__.py").exists() and folder.name.startswith("zoo_"):
             roots[folder] = folder.name
     return roots
