@@ -120,7 +120,7 @@ def test_tune_stops_at_target_and_at_saturation():
     assert rep.value == 4 and rep.recall == pytest.approx(0.6)  # 3 of 5: first >= 0.5 (0, 1, 2 give 0.0 .. 0.4)
     rep = tune_search(search, held, param="p", ladder=[0, 1, 2, 4, 8, 16], apply=lambda v: quality.update(v=v), target=0.9)
     assert rep.value == 4 and rep.recall == pytest.approx(0.6) and quality["v"] == 4  # 8 adds nothing: kept 4
-    assert "out of this index's reach" in rep.describe()
+    assert "out of this index's reach" in rep.describe() and "--type flat" in rep.describe()  # names the fix
 
 
 @pytest.mark.parametrize(

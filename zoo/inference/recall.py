@@ -135,7 +135,8 @@ class RecallReport:
         speed = f", {self.queries_per_s:,.0f} queries/s here" if self.queries_per_s else ""
         goal = ""
         if self.target and self.param and self.recall < self.target:
-            goal = f"; the target {self.target:g} is out of this index's reach (recall stops growing)"
+            goal = (f"; the target {self.target:g} is out of this index's reach (recall stops growing): for more "
+                    "recall give --memory more room (a larger graph or code) or use --type flat (exact search)")
         return (f"recall@{self.k} {self.recall:.3f}{at} against exact search on {self.queries} held-out gallery "
                 f"vectors (own row excluded){speed}{goal}")
 
