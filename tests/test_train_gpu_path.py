@@ -167,9 +167,9 @@ def test_loss_label_check_does_not_read_device_tensors():
 
 
 def test_step_normalises_like_the_data_config_with_constants_built_once():
-    """TrainStep.normalize == DataConfig.normalize bit for bit; its constants are built once per device
+    """TrainStep.normalize == DataConfig.normalize bit for bit; the constants are built once per device
     (a per-batch torch.tensor(..., device="cuda") would be a blocking host-to-device copy)."""
-    from zoo.data.config import DataConfig
+    from zoo.data.config import DataConfig, _scaled_constants
     from zoo.train.step import TrainStep
 
     cfg = DataConfig(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
@@ -177,8 +177,8 @@ def test_step_normalises_like_the_data_config_with_constants_built_once():
                      device=torch.device("cpu"), data_config=cfg, channels_last=True)
     x = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
     assert torch.equal(step.normalize(x), cfg.normalize(x, channels_last=False))
-    consts = step._norm_consts[torch.device("cpu")]
+    consts = _scaled_constants(cfg.mean, cfg.std, torch.device("cpu"))
     prepared = step.prepare(x)
-    assert step._norm_consts[torch.device("cpu")] is consts
+    assert all(a is b for a, b in zip(_scaled_constants(cfg.mean, cfg.std, torch.device("cpu")), consts))
     assert prepared.is_contiguous(memory_format=torch.channels_last) and torch.equal(prepared, cfg.normalize(x))
     assert step.prepare(prepared) is prepared  # a prepared batch passes through untouched

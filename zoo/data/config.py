@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from zoo.registry import ZooError
@@ -251,10 +252,19 @@ class DataConfig:
         """uint8 ``B x 3 x H x W`` (on any device) -> ``(x - 255 mean) / (255 std)`` as ``dtype`` (float32)."""
         import torch
 
-        mean = torch.tensor(self.mean, device=batch.device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(self.std, device=batch.device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        mean, std = _scaled_constants(tuple(self.mean), tuple(self.std), batch.device)
         out = ((batch.float() - mean) / std).to(dtype or torch.float32)
         return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@lru_cache(maxsize=64)
+def _scaled_constants(mean: tuple[float, ...], std: tuple[float, ...], device: "torch.device") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """``255 mean`` and ``255 std`` as ``1 x 3 x 1 x 1`` float32 on ``device``, built once per (values, device):
+    building them per batch is a pageable host-to-device copy, which blocks the host on CUDA."""
+    import torch
+
+    return tuple(torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1).mul(255.0).to(device)  # type: ignore[return-value]
+                 for v in (mean, std))
 
 
 def _plain(data: Any) -> dict[str, Any]:

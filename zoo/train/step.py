@@ -88,22 +88,12 @@ class TrainStep:
         self.on_step = on_step
         self.last_grad_norm: torch.Tensor | None = None
         self.data_config = data_config  # normalises uint8 batches on the device
-        self._norm_consts: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``B x 3 x H x W`` on the device -> the model's normalised float input, the arithmetic of
-        :meth:`DataConfig.normalize` with its ``255 mean`` / ``255 std`` built once per device (building them
-        per batch is a pageable host-to-device copy, which blocks the host on CUDA)."""
+        """uint8 ``B x 3 x H x W`` on the device -> the model's normalised float input (:meth:`DataConfig.normalize`)."""
         if self.data_config is None:
             raise ValueError("uint8 images need TrainStep(data_config=...) to normalise them")
-        consts = self._norm_consts.get(images.device)
-        if consts is None:
-            cfg = self.data_config
-            consts = tuple(torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1).mul(255.0).to(images.device)
-                           for v in (cfg.mean, cfg.std))
-            self._norm_consts[images.device] = consts
-        mean, std = consts
-        return (images.float() - mean) / std
+        return self.data_config.normalize(images, channels_last=False)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """A batch as the model takes it: on the device, normalised (uint8 in), in the step's memory
